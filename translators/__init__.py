@@ -1,0 +1,1 @@
+"""Veto YAML → Rego: the policy compiler, imported as ``veto_opa.translators``."""

@@ -1,0 +1,184 @@
+"""Tokenizer for ``when`` expressions.
+
+Every token carries its kind, its source text, its decoded value (for literals) and its
+start and end character offsets in the expression, from which the policy loader derives
+``file:line:col``. Newlines are whitespace.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from veto_opa.translators.diagnostics import PARSE, ExpressionProblem
+
+
+class Kind(enum.Enum):
+    IDENT = "identifier"
+    INT = "integer"
+    FLOAT = "number"
+    STRING = "string"
+    OP = "operator"
+    EOF = "end of expression"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: Kind
+    text: str
+    start: int
+    end: int
+    value: Any = None
+
+    def describe(self) -> str:
+        """How an error message names this token: ``')'``, ``'args'``, ``end of expression``."""
+        if self.kind is Kind.EOF:
+            return "end of expression"
+        return repr(self.text) if len(self.text) <= 30 else repr(self.text[:27] + "...")
+
+
+# Longest first, so that '==' wins over '='.
+OPERATORS = (
+    "||", "&&", "==", "!=", "<=", ">=",
+    "<", ">", "+", "-", "*", "/", "%", "!", "(", ")", "[", "]", ".", ",",
+)
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "/": "/"}
+_IDENT_START = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_IDENT_REST = _IDENT_START | set("0123456789")
+_DIGITS = set("0123456789")
+
+
+class TokenizeError(Exception):
+    def __init__(self, problem: ExpressionProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split an expression into tokens, ending with one EOF token.
+
+    Raises:
+        TokenizeError: on the first character that cannot start a token, an unterminated
+            string or a bad escape; it names the offset.
+    """
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\r\n\f\v":
+            i += 1
+        elif c in _IDENT_START:
+            j = i + 1
+            while j < n and text[j] in _IDENT_REST:
+                j += 1
+            tokens.append(Token(Kind.IDENT, text[i:j], i, j))
+            i = j
+        elif c in _DIGITS:
+            i = _number(text, i, tokens)
+        elif c in "'\"":
+            i = _string(text, i, tokens)
+        else:
+            for op in OPERATORS:
+                if text.startswith(op, i):
+                    tokens.append(Token(Kind.OP, op, i, i + len(op)))
+                    i += len(op)
+                    break
+            else:
+                if c == "=":
+                    msg = "unexpected '=': use '==' to compare"
+                elif c in "&|":
+                    msg = f"unexpected {c!r}: use '{c}{c}'"
+                else:
+                    msg = f"unexpected character {c!r}"
+                raise TokenizeError(ExpressionProblem(i, PARSE, msg))
+    tokens.append(Token(Kind.EOF, "", n, n))
+    return tokens
+
+
+def _number(text: str, i: int, tokens: list[Token]) -> int:
+    n = len(text)
+    j = i
+    while j < n and text[j] in _DIGITS:
+        j += 1
+    is_float = False
+    if j + 1 < n and text[j] == "." and text[j + 1] in _DIGITS:
+        is_float = True
+        j += 1
+        while j < n and text[j] in _DIGITS:
+            j += 1
+    if j < n and text[j] in "eE":
+        k = j + 1
+        if k < n and text[k] in "+-":
+            k += 1
+        if k < n and text[k] in _DIGITS:
+            is_float = True
+            j = k
+            while j < n and text[j] in _DIGITS:
+                j += 1
+    if j < n and (text[j] in _IDENT_START):
+        raise TokenizeError(
+            ExpressionProblem(j, PARSE, f"unexpected {text[j]!r} after number {text[i:j]!r}")
+        )
+    raw = text[i:j]
+    if is_float:
+        value = float(raw)
+        if value in (float("inf"), float("-inf")):
+            raise TokenizeError(ExpressionProblem(i, PARSE, f"number {raw} is too large"))
+        tokens.append(Token(Kind.FLOAT, raw, i, j, value))
+    else:
+        tokens.append(Token(Kind.INT, raw, i, j, int(raw)))
+    return j
+
+
+def _string(text: str, i: int, tokens: list[Token]) -> int:
+    quote = text[i]
+    n = len(text)
+    j = i + 1
+    out: list[str] = []
+    while True:
+        if j >= n:
+            raise TokenizeError(ExpressionProblem(i, PARSE, "unterminated string"))
+        c = text[j]
+        if c == quote:
+            j += 1
+            break
+        if c == "\n":
+            raise TokenizeError(
+                ExpressionProblem(i, PARSE, "unterminated string: a newline ends it")
+            )
+        if c == "\\":
+            if j + 1 >= n:
+                raise TokenizeError(ExpressionProblem(i, PARSE, "unterminated string"))
+            e = text[j + 1]
+            if e in _ESCAPES:
+                out.append(_ESCAPES[e])
+                j += 2
+            elif e == "u":
+                digits = text[j + 2 : j + 6]
+                if len(digits) != 4 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                    raise TokenizeError(
+                        ExpressionProblem(j, PARSE, "bad escape: \\u needs four hex digits")
+                    )
+                code = int(digits, 16)
+                j += 6
+                if 0xD800 <= code <= 0xDBFF and text.startswith("\\u", j):
+                    low = text[j + 2 : j + 6]
+                    if len(low) == 4 and all(d in "0123456789abcdefABCDEF" for d in low):
+                        lo = int(low, 16)
+                        if 0xDC00 <= lo <= 0xDFFF:
+                            code = 0x10000 + ((code - 0xD800) << 10) + (lo - 0xDC00)
+                            j += 6
+                if 0xD800 <= code <= 0xDFFF:
+                    raise TokenizeError(
+                        ExpressionProblem(j - 6, PARSE, "bad escape: lone surrogate")
+                    )
+                out.append(chr(code))
+            else:
+                raise TokenizeError(ExpressionProblem(j, PARSE, f"bad escape '\\{e}' in string"))
+        else:
+            out.append(c)
+            j += 1
+    tokens.append(Token(Kind.STRING, text[i:j], i, j, "".join(out)))
+    return j
