@@ -1,0 +1,411 @@
+package veto.decision_test
+
+import data.veto
+
+# The policy packages are faked with `with data.veto.policies as {...}`: OPA replaces
+# the whole subtree, including any compiled policy packages loaded beside this file,
+# so each test sees exactly the policies it names. Their `applies` and `errors` are
+# constant sets here: what is under test is how the library combines them.
+
+_policy(name, index, default_action) := {
+	"name": name,
+	"index": index,
+	"default": default_action,
+	"source": concat("", [name, ".yaml"]),
+}
+
+_rule(policy, index, name, action) := _approval_rule(policy, index, name, action, [])
+
+_approval_rule(policy, index, name, action, approvers) := {
+	"policy": policy,
+	"index": index,
+	"rule": name,
+	"action": action,
+	"message": concat(" ", [name, "says", action]),
+	"approvers": approvers,
+}
+
+_error(policy, index, name, detail) := {
+	"policy": policy,
+	"index": index,
+	"rule": name,
+	"detail": detail,
+}
+
+_package(policy, applies, errors) := {"policy": policy, "applies": applies, "errors": errors}
+
+_call := {
+	"tool": "sql_execute",
+	"args": {"query": "DROP TABLE users"},
+	"context": {},
+	"model": null,
+	"call_id": null,
+}
+
+# sre loads first (index 0), then ops (index 1); names sort the other way round, so
+# tests that depend on order prove that the index decides, not the name.
+_sre_mixed := _package(
+	_policy("sre", 0, "allow"),
+	{
+		_rule("sre", 0, "log_reads", "allow"),
+		_approval_rule("sre", 1, "prod_writes", "require_approval", ["dba"]),
+		_rule("sre", 2, "prod_deletes", "deny"),
+	},
+	set(),
+)
+
+test_deny_beats_require_approval if {
+	d := veto.decision with input as _call with data.veto.policies as {"sre": _sre_mixed}
+	d.decision == "deny"
+	d.rule == "prod_deletes"
+	d.reason == "prod_deletes says deny"
+	d.approvers == []
+	d.policy.name == "sre"
+}
+
+test_require_approval_beats_allow if {
+	policies := {"sre": _package(
+		_policy("sre", 0, "allow"),
+		{
+			_rule("sre", 0, "log_reads", "allow"),
+			_approval_rule("sre", 1, "prod_writes", "require_approval", ["dba"]),
+		},
+		set(),
+	)}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "require_approval"
+	d.rule == "prod_writes"
+	d.approvers == ["dba"]
+}
+
+test_allow_when_only_allow_rules_apply if {
+	policies := {"sre": _package(_policy("sre", 0, "deny"), {_rule("sre", 3, "log_reads", "allow")}, set())}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "allow"
+	d.rule == "log_reads"
+	d.reason == "log_reads says allow"
+	d.approvers == []
+}
+
+test_decision_object_has_the_documented_shape if {
+	d := veto.decision with input as _call
+		with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.bundle.revision as "sha256:abc"
+
+	d == {
+		"decision": "deny",
+		"rule": "prod_deletes",
+		"reason": "prod_deletes says deny",
+		"approvers": [],
+		"matched": [
+			{"rule": "log_reads", "action": "allow", "message": "log_reads says allow", "policy": "sre"},
+			{
+				"rule": "prod_writes",
+				"action": "require_approval",
+				"message": "prod_writes says require_approval",
+				"policy": "sre",
+			},
+			{"rule": "prod_deletes", "action": "deny", "message": "prod_deletes says deny", "policy": "sre"},
+		],
+		"errors": [],
+		"policy": {"name": "sre", "revision": "sha256:abc"},
+	}
+}
+
+# Both policies deny; sre's deny is rule 7 of the first-loaded policy, ops's deny is
+# rule 0 of the second: policy order comes before rule order.
+test_deciding_rule_is_first_in_policy_order_across_policies if {
+	policies := {
+		"ops": _package(_policy("ops", 1, "allow"), {_rule("ops", 0, "ops_blocks", "deny")}, set()),
+		"sre": _package(_policy("sre", 0, "allow"), {_rule("sre", 7, "sre_blocks", "deny")}, set()),
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "deny"
+	d.rule == "sre_blocks"
+	d.policy.name == "sre"
+	[m.rule | some m in d.matched] == ["sre_blocks", "ops_blocks"]
+}
+
+test_deciding_rule_is_first_in_rule_order_within_a_policy if {
+	policies := {"sre": _package(
+		_policy("sre", 0, "allow"),
+		{
+			_rule("sre", 10, "late_deny", "deny"),
+			_rule("sre", 2, "early_deny", "deny"),
+			_rule("sre", 1, "earliest_allow", "allow"),
+		},
+		set(),
+	)}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.rule == "early_deny"
+	[m.rule | some m in d.matched] == ["earliest_allow", "early_deny", "late_deny"]
+}
+
+# A deny from a later policy still beats an approval from an earlier one.
+test_deny_in_later_policy_beats_approval_in_earlier_policy if {
+	policies := {
+		"sre": _package(
+			_policy("sre", 0, "allow"),
+			{_approval_rule("sre", 0, "needs_dba", "require_approval", ["dba"])},
+			set(),
+		),
+		"ops": _package(_policy("ops", 1, "allow"), {_rule("ops", 0, "ops_blocks", "deny")}, set()),
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "deny"
+	d.rule == "ops_blocks"
+	d.policy.name == "ops"
+	d.approvers == []
+}
+
+test_approvers_are_the_sorted_union_of_every_approval_rule if {
+	policies := {
+		"sre": _package(
+			_policy("sre", 0, "allow"),
+			{
+				_approval_rule("sre", 0, "needs_dba", "require_approval", ["oncall", "dba"]),
+				_approval_rule("sre", 1, "needs_lead", "require_approval", ["lead", "dba"]),
+			},
+			set(),
+		),
+		"ops": _package(
+			_policy("ops", 1, "allow"),
+			{_approval_rule("ops", 0, "needs_security", "require_approval", ["security", "audit"])},
+			set(),
+		),
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "require_approval"
+	d.rule == "needs_dba"
+	d.policy.name == "sre"
+	d.approvers == ["audit", "dba", "lead", "oncall", "security"]
+}
+
+test_default_of_a_single_policy_applies_when_no_rule_does if {
+	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "allow"
+	d.rule == null
+	d.reason == `no rule applies to tool "sql_execute"; policy sre defaults to allow`
+	d.approvers == []
+	d.matched == []
+	d.policy.name == "sre"
+}
+
+test_default_require_approval_has_no_approvers if {
+	policies := {"sre": _package(_policy("sre", 0, "require_approval"), set(), set())}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "require_approval"
+	d.approvers == []
+	d.reason == `no rule applies to tool "sql_execute"; policy sre defaults to require_approval`
+}
+
+test_most_restrictive_default_wins_across_policies if {
+	policies := {
+		"open": _package(_policy("open", 0, "allow"), set(), set()),
+		"careful": _package(_policy("careful", 1, "require_approval"), set(), set()),
+		"closed": _package(_policy("closed", 2, "deny"), set(), set()),
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "deny"
+	d.rule == null
+	d.policy.name == "closed"
+	d.reason == `no rule applies to tool "sql_execute"; policy closed defaults to deny`
+}
+
+test_require_approval_default_beats_allow_default if {
+	policies := {
+		"careful": _package(_policy("careful", 1, "require_approval"), set(), set()),
+		"open": _package(_policy("open", 0, "allow"), set(), set()),
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "require_approval"
+	d.policy.name == "careful"
+}
+
+test_default_tie_goes_to_the_first_loaded_policy if {
+	policies := {
+		"alpha": _package(_policy("alpha", 1, "deny"), set(), set()),
+		"zulu": _package(_policy("zulu", 0, "deny"), set(), set()),
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.policy.name == "zulu"
+}
+
+test_any_applying_rule_beats_every_default if {
+	policies := {
+		"closed": _package(_policy("closed", 0, "deny"), set(), set()),
+		"sre": _package(_policy("sre", 1, "allow"), {_rule("sre", 0, "log_reads", "allow")}, set()),
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "allow"
+	d.rule == "log_reads"
+	d.policy.name == "sre"
+}
+
+test_unknown_default_fails_closed if {
+	policies := {"odd": _package(_policy("odd", 0, "maybe"), set(), set())}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "deny"
+	d.reason == `no rule applies to tool "sql_execute"; policy odd defaults to deny`
+}
+
+test_deny_when_no_policy_is_loaded if {
+	d := veto.decision with input as _call with data.veto.policies as {}
+	d == {
+		"decision": "deny",
+		"rule": null,
+		"reason": "no Veto policy is loaded",
+		"approvers": [],
+		"matched": [],
+		"errors": [],
+		"policy": {"name": null, "revision": ""},
+	}
+}
+
+# Compiled example tests live at data.veto.policies.<name>_test and define no `policy`.
+test_packages_without_policy_are_not_policies if {
+	d := veto.decision with input as _call with data.veto.policies as {"sre_test": {"test_x": true}}
+	d.reason == "no Veto policy is loaded"
+}
+
+test_errors_are_ordered_by_policy_then_rule if {
+	policies := {
+		"ops": _package(
+			_policy("ops", 1, "allow"),
+			set(),
+			{_error("ops", 0, "ops_rule", "args.query is missing")},
+		),
+		"sre": _package(
+			_policy("sre", 0, "allow"),
+			{_rule("sre", 4, "blocks", "deny")},
+			{
+				_error("sre", 4, "blocks", "context.environment is missing"),
+				_error("sre", 1, "reads", "args.limit is not a number"),
+			},
+		),
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "deny"
+	d.errors == [
+		{"rule": "reads", "detail": "args.limit is not a number", "policy": "sre"},
+		{"rule": "blocks", "detail": "context.environment is missing", "policy": "sre"},
+		{"rule": "ops_rule", "detail": "args.query is missing", "policy": "ops"},
+	]
+}
+
+# An erroring allow rule does not apply, but its error is still reported.
+test_errors_are_reported_when_no_rule_applies if {
+	policies := {"sre": _package(
+		_policy("sre", 0, "deny"),
+		set(),
+		{_error("sre", 0, "reads", "args.limit is missing")},
+	)}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "deny"
+	d.rule == null
+	d.errors == [{"rule": "reads", "detail": "args.limit is missing", "policy": "sre"}]
+}
+
+# No `with input`: the test runs without any input document.
+test_decision_is_defined_without_input if {
+	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
+	d := veto.decision with data.veto.policies as policies
+	d.decision == "allow"
+	d.reason == "no rule applies to tool null; policy sre defaults to allow"
+}
+
+test_decision_is_defined_when_input_is_not_an_object if {
+	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
+	d := veto.decision with input as "sql_execute" with data.veto.policies as policies
+	d.decision == "allow"
+	d.reason == "no rule applies to tool null; policy sre defaults to allow"
+}
+
+test_decision_is_defined_without_input_or_policies if {
+	d := veto.decision with data.veto.policies as {}
+	d.decision == "deny"
+	d.reason == "no Veto policy is loaded"
+}
+
+test_reason_shows_a_non_string_tool_as_json if {
+	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
+	d := veto.decision with input as {"tool": 42} with data.veto.policies as policies
+	d.reason == "no rule applies to tool 42; policy sre defaults to allow"
+}
+
+test_revision_comes_from_bundle_data if {
+	d := veto.decision with input as _call
+		with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.bundle as {"revision": "sha256:0123"}
+
+	d.policy == {"name": "sre", "revision": "sha256:0123"}
+}
+
+test_revision_is_empty_without_bundle_data if {
+	d := veto.decision with input as _call
+		with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.bundle as {}
+
+	d.policy.revision == ""
+}
+
+test_revision_is_empty_when_not_a_string if {
+	d := veto.decision with input as _call
+		with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.bundle as {"revision": 7}
+
+	d.policy.revision == ""
+}
+
+test_revision_is_kept_when_no_policy_is_loaded if {
+	d := veto.decision with data.veto.policies as {} with data.veto.bundle.revision as "sha256:0123"
+	d.policy == {"name": null, "revision": "sha256:0123"}
+}
+
+_two_policies := {
+	"sre": _package(
+		_policy("sre", 0, "allow"),
+		{_approval_rule("sre", 0, "needs_dba", "require_approval", ["dba"])},
+		{_error("sre", 1, "reads", "args.limit is missing")},
+	),
+	"ops": _package(
+		_policy("ops", 1, "allow"),
+		{_rule("ops", 0, "ops_blocks", "deny")},
+		{_error("ops", 0, "ops_rule", "args.query is missing")},
+	),
+}
+
+test_decision_for_ignores_policies_not_named if {
+	d := veto.decision_for({"sre"}) with input as _call with data.veto.policies as _two_policies
+	d.decision == "require_approval"
+	d.rule == "needs_dba"
+	d.approvers == ["dba"]
+	d.matched == [{
+		"rule": "needs_dba",
+		"action": "require_approval",
+		"message": "needs_dba says require_approval",
+		"policy": "sre",
+	}]
+	d.errors == [{"rule": "reads", "detail": "args.limit is missing", "policy": "sre"}]
+}
+
+test_decision_spans_every_loaded_policy if {
+	d := veto.decision with input as _call with data.veto.policies as _two_policies
+	d.decision == "deny"
+	d.rule == "ops_blocks"
+	count(d.matched) == 2
+	count(d.errors) == 2
+}
+
+test_decision_for_all_names_equals_decision if {
+	everyone := veto.decision_for({"sre", "ops"}) with input as _call with data.veto.policies as _two_policies
+	d := veto.decision with input as _call with data.veto.policies as _two_policies
+	everyone == d
+}
+
+test_decision_for_unknown_policy_denies if {
+	d := veto.decision_for({"nope"}) with input as _call with data.veto.policies as _two_policies
+	d.decision == "deny"
+	d.reason == "no Veto policy is loaded"
+}
