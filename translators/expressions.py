@@ -190,6 +190,7 @@ class Method(Node):
     target: Node
     name: str
     args: tuple[Node, ...]
+    name_start: int = field(kw_only=True, default=-1)
 
 
 @dataclass(frozen=True, eq=False)

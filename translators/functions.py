@@ -82,7 +82,10 @@ def regex_problem(pattern: str) -> str | None:
     try:
         compile_regex(pattern)
     except re2.error as e:
-        return str(e) or "invalid regular expression"
+        detail = e.args[0] if e.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        return str(detail) or "not valid RE2 syntax"
     return None
 
 

@@ -19,6 +19,7 @@ reports all of them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from veto_opa.translators import expressions as ex
@@ -250,7 +251,7 @@ class _Parser:
         else:
             canonical = METHODS[name.text].name
         return self.node(ex.Method, target.start, close.end, target=target, name=canonical,
-                         args=tuple(args))
+                         args=tuple(args), name_start=name.start)
 
     def parse_macro(self, target: ex.Node, name: Token) -> ex.Node:
         self.expect("(", f"after {name.text}")
@@ -295,12 +296,14 @@ class _Parser:
         if tok.kind is Kind.IDENT:
             return self.parse_name()
         if self.at("("):
-            self.advance()
+            open_ = self.advance()
             self.enter()
             inner = self.parse_or()
             self.nesting -= 1
-            self.expect(")", "to close '('")
-            return inner
+            close = self.expect(")", "to close '('")
+            # The node spans its parentheses, so that messages quote "(a || b)" whole.
+            return dataclasses.replace(inner, start=open_.start, end=close.end,
+                                       text=self.text_of(open_.start, close.end))
         if self.at("["):
             open_ = self.advance()
             self.enter()

@@ -1,0 +1,60 @@
+package veto.lib.ops_test
+
+import data.veto.lib.ops
+
+test_numbers_and_strings_are_ordered if {
+	ops.ordered(1, 2.5)
+	ops.ordered("a", "b")
+}
+
+test_mixed_types_are_not_ordered if {
+	not ops.ordered(1, "1")
+	not ops.ordered(null, null)
+	not ops.ordered([1], [2])
+}
+
+test_member_of_array_compares_numbers_by_value if {
+	ops.member(1, [1.0, 2])
+	ops.not_member(3, [1, 2])
+	not ops.member(true, [1])
+}
+
+test_member_of_object_means_key if {
+	ops.member("a", {"a": false})
+	ops.not_member("b", {"a": 1})
+	ops.not_member(1, {"1": 1})
+}
+
+test_member_of_other_types_is_undefined if {
+	not ops.member("a", "abc")
+	not ops.not_member("a", "abc")
+	not ops.member(1, 1)
+}
+
+test_sized_values if {
+	ops.sized("")
+	ops.sized([])
+	ops.sized({})
+	not ops.sized(1)
+	not ops.sized(null)
+}
+
+test_whole_numbers if {
+	ops.whole(3)
+	ops.whole(3.0)
+	ops.whole(-7)
+	not ops.whole(2.5)
+	not ops.whole("3")
+}
+
+test_add_by_type if {
+	ops.add(1, 2) == 3
+	ops.add("a", "b") == "ab"
+	ops.add([1], [2]) == [1, 2]
+}
+
+test_add_mismatched_is_undefined if {
+	not ops.add(1, "a")
+	not ops.add("a", [1])
+	not ops.add(null, null)
+}

@@ -1,0 +1,244 @@
+"""From checked policies to Rego modules and an OPA bundle.
+
+``compile_policies`` renders one module per policy (``veto/policies/<name>.rego``), one test
+module per policy with examples (``<name>_test.rego``), and ``veto/bundle.rego`` with the
+revision, and adds the hand-written library of ``rego/veto``. The templates in
+``templates/`` hold the structure only; conditions come from :mod:`generator`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Sequence
+
+import jinja2
+
+from veto_opa import __version__
+from veto_opa.translators import rego
+from veto_opa.translators.bundle import Bundle, build_bundle
+from veto_opa.translators.explainer import Explainer
+from veto_opa.translators.generator import ConditionCompiler, Scope, _block
+from veto_opa.translators.policy import Policy, Rule
+
+COMPILER = f"veto-opa {__version__}"
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("veto_opa.translators", "templates"),
+    autoescape=False,  # Rego, not HTML: every value is escaped by translators.rego instead
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The Rego of a set of policies: library, generated modules and tests."""
+
+    policies: tuple[Policy, ...]
+    modules: dict[str, str]
+    revision: str
+
+    def bundle(self) -> Bundle:
+        """The OPA bundle (roots ``veto``), with the sources named in its metadata."""
+        return build_bundle(
+            self.modules,
+            revision=self.revision,
+            roots=("veto",),
+            metadata={
+                "compiler": COMPILER,
+                "sources": [{"policy": p.name, "file": p.source, "sha256": p.sha256}
+                            for p in self.policies],
+            },
+        )
+
+    def generated(self) -> dict[str, str]:
+        """Only the modules generated from the policies (no library)."""
+        library = library_modules()
+        return {path: src for path, src in self.modules.items() if path not in library}
+
+
+@lru_cache(maxsize=1)
+def library_modules() -> dict[str, str]:
+    """The hand-written Rego library, keyed by bundle path (``veto/decision.rego``)."""
+    root = importlib.resources.files("veto_opa.rego") / "veto"
+    modules: dict[str, str] = {}
+
+    def walk(folder: Any, prefix: str) -> None:
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.is_dir():
+                walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".rego"):
+                modules[f"{prefix}{entry.name}"] = entry.read_text(encoding="utf-8")
+
+    walk(root, "veto/")
+    return modules
+
+
+def revision_of(policies: Sequence[Policy]) -> str:
+    """``sha256:`` over the compiler version, the library and every policy's name and bytes.
+
+    The file names are left out, so moving a policy file does not change the revision; its
+    content, its name and the compiler do.
+    """
+    h = hashlib.sha256()
+    h.update(COMPILER.encode())
+    for path, source in sorted(library_modules().items()):
+        h.update(b"\0lib\0" + path.encode() + b"\0" + source.encode())
+    for p in sorted(policies, key=lambda p: p.index):
+        h.update(f"\0policy\0{p.index}\0{p.name}\0".encode() + p.text)
+    return "sha256:" + h.hexdigest()
+
+
+def compile_policies(policies: Sequence[Policy]) -> Compiled:
+    """Compile checked policies (from :func:`veto_opa.translators.loader.load_policies`)."""
+    revision = revision_of(policies)
+    modules = dict(library_modules())
+    for p in policies:
+        modules[p.module_path] = policy_module(p)
+        if p.tests:
+            modules[p.test_module_path] = test_module(p)
+    modules["veto/bundle.rego"] = _env.get_template("bundle.rego.j2").render(
+        version=__version__,
+        revision=rego.string(revision),
+        compiler=rego.string(COMPILER),
+        sources=rego.value([{"policy": p.name, "file": p.source, "sha256": p.sha256}
+                            for p in policies]),
+    )
+    return Compiled(tuple(policies), modules, revision)
+
+
+def policy_module(policy: Policy) -> str:
+    """The Rego module of one policy."""
+    rules = [_rule_context(policy, rule) for rule in policy.rules]
+    imports = []
+    if any(r["condition"] for r in rules):
+        imports.append("data.veto.lib.explain")
+    if any(r["uses_ops"] for r in rules):
+        imports.append("data.veto.lib.ops")
+    return _env.get_template("policy.rego.j2").render(
+        version=__version__,
+        source=_one_line(policy.source),
+        source_yaml=rego.yaml_string(policy.source),
+        title=rego.yaml_string(f"Veto policy {policy.name}"),
+        description=rego.yaml_string(policy.description) if policy.description else None,
+        package=policy.package,
+        imports=imports,
+        policy=rego.value({"name": policy.name, "index": policy.index,
+                           "default": policy.default, "source": policy.source,
+                           "sha256": policy.sha256}),
+        rules=rules,
+    )
+
+
+def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
+    prefix = f"_{rule.name}"
+    ctx: dict[str, Any] = {
+        "name": rule.name,
+        "action": rule.action,
+        "prefix": prefix,
+        "meta_name": prefix,
+        "location": f"{_one_line(policy.source)}:{rule.line}:{rule.col}",
+        "comment": _rule_comment(rule),
+        "meta": rego.value({
+            "policy": policy.name, "index": rule.index, "rule": rule.name,
+            "action": rule.action, "message": rule.reason,
+            "approvers": sorted(set(rule.approvers)),
+        }),
+        "tool_conditions": _tool_conditions(rule.tools),
+        "condition": rule.when is not None,
+        "uses_ops": False,
+        "fails_closed": rule.action != "allow",
+    }
+    if rule.when is None:
+        ctx["applies_when"] = "true"
+        return ctx
+    compiler = ConditionCompiler(prefix, rule.when)
+    truth = compiler.truth_alternatives(rule.when.node, Scope())
+    falsity = compiler.falsity_alternatives(rule.when.node, Scope())
+    explainer = Explainer(prefix)
+    ctx.update(
+        applies_when=f"{prefix}_T",
+        truth=[_block(b) for b in truth],
+        falsity=[_block(b) for b in falsity],
+        explain=explainer.detail(rule.when.node, indent=1),
+        helpers=compiler.helpers + explainer.helpers,
+        uses_ops=compiler.uses_ops,
+        unevaluable=rego.string(f"rule {rule.name} could not be evaluated: "),
+        error_entry=(
+            "{" + f'"policy": {rego.string(policy.name)}, "index": {rule.index}, '
+            f'"rule": {rego.string(rule.name)}, "detail": {prefix}_D' + "}"
+        ),
+    )
+    return ctx
+
+
+def _tool_conditions(tools: tuple[str, ...] | None) -> list[str]:
+    """One rule body per tool pattern, each starting with the test OPA indexes on."""
+    if tools is None or "*" in tools:
+        return [""]
+    conditions = []
+    for tool in tools:
+        if "*" in tool or "?" in tool:
+            # No delimiters: '*' matches any run of characters, '.' included.
+            conditions.append(f"glob.match({rego.string(tool)}, null, input.tool)")
+        else:
+            conditions.append(f"input.tool == {rego.string(tool)}")
+    return conditions
+
+
+def _rule_comment(rule: Rule) -> list[str]:
+    lines: list[str] = []
+    if rule.description:
+        lines += rego.comment_lines(rule.description)
+    tools = "every tool" if rule.tools is None else ", ".join(rule.tools)
+    effect = {
+        "deny": "deny; applies when the condition is true or cannot be evaluated (fail closed)",
+        "require_approval": "require_approval; applies when the condition is true or cannot "
+                            "be evaluated (fail closed)",
+        "allow": "allow; applies only when the condition is true",
+    }[rule.action]
+    lines += rego.comment_lines(f"tool: {tools}")
+    lines += rego.comment_lines(f"action: {effect}")
+    if rule.environments:
+        lines += rego.comment_lines(f"environments: {', '.join(rule.environments)}")
+    if rule.when_source is not None:
+        lines.append("# when:")
+        lines += rego.comment_lines(rule.when_source.rstrip("\n"), prefix="#   ")
+    return lines
+
+
+def test_module(policy: Policy) -> str:
+    """The Rego unit tests compiled from a policy's ``tests:`` examples."""
+    tests = []
+    for example in policy.tests:
+        checks = [f"d.decision == {rego.string(example.expect.decision)}"]
+        if example.expect.rule_given:
+            checks.append(f"d.rule == {rego.value(example.expect.rule)}")
+        if example.expect.reason is not None:
+            checks.append(f"d.reason == {rego.string(example.expect.reason)}")
+        if example.expect.approvers is not None:
+            checks.append(f"d.approvers == {rego.value(sorted(set(example.expect.approvers)))}")
+        tests.append({
+            "name": example.name,
+            "location": _one_line(f"{policy.source}:{example.line}:{example.col}"),
+            "input": rego.value(example.input()),
+            "checks": checks,
+        })
+    return _env.get_template("policy_test.rego.j2").render(
+        version=__version__,
+        source=_one_line(policy.source),
+        package=f"{policy.package}_test",
+        policy_name=rego.string(policy.name),
+        tests=tests,
+    )
+
+
+def _one_line(text: str) -> str:
+    """Text for the middle of a comment line."""
+    return rego.comment_lines(text, prefix="")[0] if "\n" not in text else json.dumps(text)

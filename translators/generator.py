@@ -1,0 +1,395 @@
+"""Rego generation for ``when`` conditions.
+
+Each rule's condition compiles to two Rego bodies: one that succeeds exactly when the
+condition is *true* and one that succeeds exactly when it is *false*; when neither does, the
+condition is an *error* (three-valued semantics, see DESIGN.md). Disjunctions become helper
+rules with one body per alternative; values that might be missing or ill-typed are guarded
+(``is_string(x)``) before a builtin sees them, since OPA raises on ill-typed builtin calls.
+
+A third, slower compilation — into calls of the ``veto.lib.explain`` library, which carries
+errors as values — runs only when a rule is in error, to name what was missing or ill-typed.
+
+The reference evaluator (:mod:`evaluator`) is the oracle for all of this: the tests evaluate
+both on the same corpora and compare true / false / error and the detail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from veto_opa.translators import expressions as ex
+from veto_opa.translators import rego
+from veto_opa.translators.checker import Checked
+from veto_opa.translators.functions import (
+    ARRAY, BOOLEAN, GLOBALS, METHODS, NUMBER, OBJECT, STRING, Function,
+)
+from veto_opa.translators.types import ANY, Type
+
+Stmts = list[str]
+
+
+@dataclass(frozen=True)
+class Val:
+    """A compiled value: statements that succeed when it is not an error, and its term.
+
+    ``solid`` terms are variables or literals: always defined once the statements ran, so
+    they may appear under ``not`` and be extended into refs.
+    """
+
+    stmts: Stmts
+    term: str
+    solid: bool = False
+    ref: bool = False      # a variable or a ref into input: can be extended with .x / [i]
+
+
+@dataclass
+class Scope:
+    """Macro variables in scope: YAML name -> Rego variable, in binding order."""
+
+    names: dict[str, str] = field(default_factory=dict)
+
+    def bind(self, name: str, rego_var: str) -> Scope:
+        return Scope({**self.names, name: rego_var})
+
+    @property
+    def params(self) -> list[str]:
+        return list(self.names.values())
+
+
+_GUARDS = {
+    frozenset({STRING}): "is_string({})",
+    frozenset({NUMBER}): "is_number({})",
+    frozenset({ARRAY}): "is_array({})",
+    frozenset({OBJECT}): "is_object({})",
+    frozenset({BOOLEAN}): "is_boolean({})",
+    frozenset({STRING, ARRAY, OBJECT}): "ops.sized({})",
+}
+_NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+class ConditionCompiler:
+    """Compiles the condition of one rule; helper rules are named ``<prefix>_H<n>``."""
+
+    def __init__(self, prefix: str, checked: Checked) -> None:
+        self.prefix = prefix
+        self.checked = checked
+        self.helpers: list[str] = []
+        self.n_helpers = 0
+        self.n_vars = 0
+        self.uses_ops = False
+        self.value_handlers: dict[str, Callable[[ex.Node, Scope], Val]] = {}
+        self.truth_handlers: dict[str, Callable[[ex.Node, Scope], Stmts]] = {}
+        self.falsity_handlers: dict[str, Callable[[ex.Node, Scope], Stmts]] = {}
+        for cls in ex.NODE_TYPES:
+            key = cls.key
+            self.value_handlers[key] = getattr(self, f"{key}_value", self.boolean_value)
+            self.truth_handlers[key] = getattr(self, f"{key}_truth", self.value_truth)
+            self.falsity_handlers[key] = getattr(self, f"{key}_falsity", self.value_falsity)
+
+    # -- entry points -------------------------------------------------------------------
+
+    def value(self, node: ex.Node, scope: Scope) -> Val:
+        return self.value_handlers[node.key](node, scope)
+
+    def truth(self, node: ex.Node, scope: Scope) -> Stmts:
+        """Statements that succeed exactly when ``node`` is true."""
+        return self._one(self.truth_alternatives(node, scope), scope)
+
+    def falsity(self, node: ex.Node, scope: Scope) -> Stmts:
+        """Statements that succeed exactly when ``node`` is false."""
+        return self._one(self.falsity_alternatives(node, scope), scope)
+
+    def truth_alternatives(self, node: ex.Node, scope: Scope) -> list[Stmts]:
+        """Bodies, any of which succeeding means ``node`` is true (``||`` chains flattened)."""
+        if isinstance(node, ex.Or):
+            return (self.truth_alternatives(node.left, scope)
+                    + self.truth_alternatives(node.right, scope))
+        if isinstance(node, ex.Not):
+            return self.falsity_alternatives(node.operand, scope)
+        return [_dedupe(self.truth_handlers[node.key](node, scope))]
+
+    def falsity_alternatives(self, node: ex.Node, scope: Scope) -> list[Stmts]:
+        """Bodies, any of which succeeding means ``node`` is false."""
+        if isinstance(node, ex.And):
+            return (self.falsity_alternatives(node.left, scope)
+                    + self.falsity_alternatives(node.right, scope))
+        if isinstance(node, ex.Not):
+            return self.truth_alternatives(node.operand, scope)
+        return [_dedupe(self.falsity_handlers[node.key](node, scope))]
+
+    def _one(self, alternatives: list[Stmts], scope: Scope) -> Stmts:
+        if len(alternatives) == 1:
+            return alternatives[0]
+        return [self.helper(alternatives, scope)]
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def type_of(self, node: ex.Node) -> Type:
+        return self.checked.type_of(node)
+
+    def fresh(self) -> str:
+        self.n_vars += 1
+        return f"x{self.n_vars}"
+
+    def solid(self, val: Val) -> Val:
+        """Bind a term to a variable unless it already is one or a literal."""
+        if val.solid:
+            return val
+        var = self.fresh()
+        return Val([*val.stmts, f"{var} := {val.term}"], var, solid=True, ref=True)
+
+    def guard(self, val: Val, node: ex.Node, accepted: Type) -> Stmts:
+        """Statements that succeed only when the value has a type in ``accepted``."""
+        if self.type_of(node) <= accepted:
+            return []
+        if accepted == frozenset({STRING, ARRAY, OBJECT}):
+            self.uses_ops = True
+        return [_GUARDS[accepted].format(val.term)]
+
+    def helper(self, bodies: list[Stmts], scope: Scope) -> str:
+        """A helper rule true when any of ``bodies`` succeeds; returns the call."""
+        self.n_helpers += 1
+        name = f"{self.prefix}_H{self.n_helpers}"
+        head = _call(name, scope.params)
+        self.helpers.append("\n\n".join(f"{head} if {_block(b)}" for b in bodies))
+        return head
+
+    def boolean_value(self, node: ex.Node, scope: Scope) -> Val:
+        """A boolean-valued node used as a value: true, false, or undefined on error."""
+        self.n_helpers += 1
+        name = f"{self.prefix}_H{self.n_helpers}"
+        head = _call(name, scope.params)
+        t, f = self.truth(node, scope), self.falsity(node, scope)
+        self.helpers.append(f"{head} := true if {_block(t)} else := false if {_block(f)}")
+        return Val([], head)
+
+    def value_truth(self, node: ex.Node, scope: Scope) -> Stmts:
+        val = self.value(node, scope)
+        return [*val.stmts, f"{val.term} == true"]
+
+    def value_falsity(self, node: ex.Node, scope: Scope) -> Stmts:
+        val = self.value(node, scope)
+        return [*val.stmts, f"{val.term} == false"]
+
+    # -- values -----------------------------------------------------------------------
+
+    def literal_value(self, node: ex.Literal, scope: Scope) -> Val:
+        return Val([], rego.value(node.value), solid=True)
+
+    def list_value(self, node: ex.ListLit, scope: Scope) -> Val:
+        items = [self.value(i, scope) for i in node.items]
+        stmts = [s for item in items for s in item.stmts]
+        return Val(stmts, "[" + ", ".join(i.term for i in items) + "]",
+                   solid=all(i.solid for i in items))
+
+    def root_value(self, node: ex.Root, scope: Scope) -> Val:
+        return Val([], f"input.{node.name}", ref=True)
+
+    def var_value(self, node: ex.Var, scope: Scope) -> Val:
+        return Val([], scope.names[node.name], solid=True, ref=True)
+
+    def field_value(self, node: ex.Field, scope: Scope) -> Val:
+        target = self.value(node.target, scope)
+        if not target.ref:
+            target = self.solid(target)
+        return Val(target.stmts, rego.ref(target.term, node.name), ref=True)
+
+    def index_value(self, node: ex.Index, scope: Scope) -> Val:
+        target = self.value(node.target, scope)
+        if not target.ref:
+            target = self.solid(target)
+        index = self.solid(self.value(node.index, scope))
+        # OPA's lookup is undefined for a missing key, a non-string object key, and an array
+        # index that is negative, out of range or not a whole number: exactly our errors.
+        return Val([*target.stmts, *index.stmts], f"{target.term}[{index.term}]", ref=True)
+
+    def neg_value(self, node: ex.Neg, scope: Scope) -> Val:
+        operand = self.value(node.operand, scope)
+        var = self.fresh()
+        return Val([*operand.stmts, *self.guard(operand, node.operand, frozenset({NUMBER})),
+                    f"{var} := 0 - {operand.term}"], var, solid=True, ref=True)
+
+    def arith_value(self, node: ex.Arith, scope: Scope) -> Val:
+        left, right = self.value(node.left, scope), self.value(node.right, scope)
+        stmts = [*left.stmts, *right.stmts]
+        var = self.fresh()
+        lt, rt = self.type_of(node.left), self.type_of(node.right)
+        if node.op == "+" and not (lt & rt) <= frozenset({NUMBER}):
+            if lt == rt == frozenset({STRING}):
+                expr = f'concat("", [{left.term}, {right.term}])'
+            elif lt == rt == frozenset({ARRAY}):
+                expr = f"array.concat({left.term}, {right.term})"
+            else:
+                self.uses_ops = True
+                expr = f"ops.add({left.term}, {right.term})"
+            return Val([*stmts, f"{var} := {expr}"], var, solid=True, ref=True)
+        number = frozenset({NUMBER})
+        stmts += self.guard(left, node.left, number) + self.guard(right, node.right, number)
+        if node.op in ("/", "%"):
+            stmts.append(f"{right.term} != 0")
+        if node.op == "%":
+            self.uses_ops = True
+            stmts += [f"ops.whole({left.term})", f"ops.whole({right.term})"]
+        return Val([*stmts, f"{var} := {left.term} {node.op} {right.term}"], var, solid=True,
+                   ref=True)
+
+    def call_value(self, node: ex.Call, scope: Scope) -> Val:
+        return self.apply_value(GLOBALS[node.name], node, list(node.args), scope)
+
+    def method_value(self, node: ex.Method, scope: Scope) -> Val:
+        return self.apply_value(METHODS[node.name], node, [node.target, *node.args], scope)
+
+    def apply_value(self, fn: Function, node: ex.Node, operands: list[ex.Node],
+                    scope: Scope) -> Val:
+        if fn.result == BOOLEAN:
+            return self.boolean_value(node, scope)
+        stmts, terms, defined = self.operands(fn, operands, scope)
+        # A builtin given operands of the right types always has a value, so the call is
+        # as safe under `not` as its operands.
+        return Val(stmts, fn.rego.format(*terms), solid=defined)
+
+    def operands(self, fn: Function, operands: list[ex.Node], scope: Scope,
+                 solid: bool = False) -> tuple[Stmts, list[str], bool]:
+        """Operand statements (with type guards) and terms; with ``solid`` every term is
+        made safe to use under ``not``. Also says whether all terms are defined."""
+        stmts: Stmts = []
+        terms: list[str] = []
+        defined = True
+        for operand, accepted in zip(operands, fn.operands):
+            val = self.value(operand, scope)
+            guard = self.guard(val, operand, frozenset(accepted))
+            if solid and not (val.solid or guard):
+                val = self.solid(val)
+            defined = defined and (val.solid or bool(guard))
+            stmts += val.stmts + guard
+            terms.append(val.term)
+        if fn.name == "matches" and not isinstance(operands[1], ex.Literal):
+            stmts.append(f"regex.is_valid({terms[1]})")
+        return stmts, terms, defined
+
+    # -- truth and falsity --------------------------------------------------------------
+
+    def literal_truth(self, node: ex.Literal, scope: Scope) -> Stmts:
+        return ["true"] if node.value is True else ["false"]
+
+    def literal_falsity(self, node: ex.Literal, scope: Scope) -> Stmts:
+        return ["true"] if node.value is False else ["false"]
+
+    def and_truth(self, node: ex.And, scope: Scope) -> Stmts:
+        return self.truth(node.left, scope) + self.truth(node.right, scope)
+
+    def and_falsity(self, node: ex.And, scope: Scope) -> Stmts:
+        return self.falsity(node, scope)    # flattened into alternatives; never reached
+
+    def or_truth(self, node: ex.Or, scope: Scope) -> Stmts:
+        return self.truth(node, scope)      # flattened into alternatives; never reached
+
+    def or_falsity(self, node: ex.Or, scope: Scope) -> Stmts:
+        return self.falsity(node.left, scope) + self.falsity(node.right, scope)
+
+    def not_truth(self, node: ex.Not, scope: Scope) -> Stmts:
+        return self.falsity(node.operand, scope)
+
+    def not_falsity(self, node: ex.Not, scope: Scope) -> Stmts:
+        return self.truth(node.operand, scope)
+
+    def compare_truth(self, node: ex.Compare, scope: Scope) -> Stmts:
+        return self._compare(node, node.op, scope)
+
+    def compare_falsity(self, node: ex.Compare, scope: Scope) -> Stmts:
+        return self._compare(node, _NEGATED[node.op], scope)
+
+    def _compare(self, node: ex.Compare, op: str, scope: Scope) -> Stmts:
+        left, right = self.value(node.left, scope), self.value(node.right, scope)
+        stmts = [*left.stmts, *right.stmts]
+        if node.op not in ("==", "!="):
+            lt, rt = self.type_of(node.left), self.type_of(node.right)
+            both = lt | rt
+            if both <= frozenset({NUMBER}) or both <= frozenset({STRING}):
+                pass  # statically two numbers or two strings
+            else:
+                self.uses_ops = True
+                stmts.append(f"ops.ordered({left.term}, {right.term})")
+        return [*stmts, f"{left.term} {op} {right.term}"]
+
+    def in_truth(self, node: ex.In, scope: Scope) -> Stmts:
+        item, coll = self.value(node.item, scope), self.value(node.collection, scope)
+        stmts = [*item.stmts, *coll.stmts]
+        if self.type_of(node.collection) <= frozenset({ARRAY}):
+            return [*stmts, f"{item.term} in {coll.term}"]
+        self.uses_ops = True
+        return [*stmts, f"ops.member({item.term}, {coll.term})"]
+
+    def in_falsity(self, node: ex.In, scope: Scope) -> Stmts:
+        if self.type_of(node.collection) <= frozenset({ARRAY}):
+            item = self.solid(self.value(node.item, scope))
+            coll = self.solid(self.value(node.collection, scope))
+            return [*item.stmts, *coll.stmts, f"not {item.term} in {coll.term}"]
+        item, coll = self.value(node.item, scope), self.value(node.collection, scope)
+        self.uses_ops = True
+        return [*item.stmts, *coll.stmts, f"ops.not_member({item.term}, {coll.term})"]
+
+    def has_truth(self, node: ex.Has, scope: Scope) -> Stmts:
+        path = self.value(node.path, scope)
+        return [*path.stmts, f"_ = {path.term}"]
+
+    def has_falsity(self, node: ex.Has, scope: Scope) -> Stmts:
+        return [f"not {self.helper([self.has_truth(node, scope)], scope)}"]
+
+    def method_truth(self, node: ex.Method, scope: Scope) -> Stmts:
+        return self._predicate(METHODS[node.name], node, [node.target, *node.args], scope, True)
+
+    def method_falsity(self, node: ex.Method, scope: Scope) -> Stmts:
+        return self._predicate(METHODS[node.name], node, [node.target, *node.args], scope,
+                               False)
+
+    def _predicate(self, fn: Function, node: ex.Node, operands: list[ex.Node], scope: Scope,
+                   truth: bool) -> Stmts:
+        if fn.result != BOOLEAN:
+            return self.value_truth(node, scope) if truth else self.value_falsity(node, scope)
+        stmts, terms, _ = self.operands(fn, operands, scope, solid=not truth)
+        call = fn.rego.format(*terms)
+        return [*stmts, call if truth else f"not {call}"]
+
+    def macro_truth(self, node: ex.Macro, scope: Scope) -> Stmts:
+        return self._macro(node, scope, decide=True)
+
+    def macro_falsity(self, node: ex.Macro, scope: Scope) -> Stmts:
+        return self._macro(node, scope, decide=False)
+
+    def _macro(self, node: ex.Macro, scope: Scope, decide: bool) -> Stmts:
+        target = self.solid(self.value(node.target, scope))
+        stmts = [*target.stmts, *self.guard(target, node.target, frozenset({ARRAY}))]
+        var = f"v_{node.var}"
+        while var in scope.names.values():
+            var += "_"
+        inner = scope.bind(node.var, var)
+        # exists is decided true by one true element, false by every element false; all the
+        # other way round.
+        some = (node.name == "exists") == decide
+        body = self.truth(node.body, inner) if decide else self.falsity(node.body, inner)
+        if some:
+            return [*stmts, f"some {var} in {target.term}", *body]
+        return [*stmts, f"every {var} in {target.term} {_block(body)}"]
+
+
+def _dedupe(stmts: Stmts) -> Stmts:
+    """Drop repeated statements (the same guard from two operands); they are pure."""
+    seen: set[str] = set()
+    out = []
+    for stmt in stmts:
+        if stmt not in seen:
+            seen.add(stmt)
+            out.append(stmt)
+    return out
+
+
+def _call(name: str, params: list[str]) -> str:
+    return f"{name}({', '.join(params)})" if params else name
+
+
+def _block(stmts: Stmts) -> str:
+    lines = stmts or ["true"]
+    inner = "\n".join("\t" + line.replace("\n", "\n\t") for line in lines)
+    return "{\n" + inner + "\n}"
