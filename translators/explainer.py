@@ -153,8 +153,8 @@ class Explainer:
     def macro_explain(self, node: ex.Macro, scope: dict[str, str]) -> Term:
         params = list(scope.values())
         var = f"v_{node.var}"
-        while var in params:
-            var += "_"
+        if var in params:
+            var = f"v{len(params) + 1}_{node.var}"   # cannot clash: v_<name> never has a digit
         self.n += 1
         body_fn = f"{self.prefix}_X{self.n}"
         body = self.term(node.body, {**scope, node.var: var})

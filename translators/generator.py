@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from veto_opa.translators import evaluator
 from veto_opa.translators import expressions as ex
 from veto_opa.translators import rego
 from veto_opa.translators.checker import Checked
@@ -57,6 +58,8 @@ class Scope:
         return list(self.names.values())
 
 
+_VARIABLE = object()   # marks a node that depends on the input
+
 _GUARDS = {
     frozenset({STRING}): "is_string({})",
     frozenset({NUMBER}): "is_number({})",
@@ -66,6 +69,14 @@ _GUARDS = {
     frozenset({STRING, ARRAY, OBJECT}): "ops.sized({})",
 }
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+_MIRRORED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _may_lead(term: str) -> bool:
+    """Whether a statement may start with ``term``. A line starting with '-', '(', '[' or
+    '{' can continue the previous line's expression in Rego ("x := a - b" then "-1 < y"
+    parses as "x := a - b - 1 < y"), so such terms go to the right of an operator."""
+    return not term.startswith(("-", "(", "[", "{"))
 
 
 class ConditionCompiler:
@@ -78,6 +89,8 @@ class ConditionCompiler:
         self.n_helpers = 0
         self.n_vars = 0
         self.uses_ops = False
+        self.constants: dict[ex.Node, object] = {}
+        self.macro_vars: dict[str, int] = {}
         self.value_handlers: dict[str, Callable[[ex.Node, Scope], Val]] = {}
         self.truth_handlers: dict[str, Callable[[ex.Node, Scope], Stmts]] = {}
         self.falsity_handlers: dict[str, Callable[[ex.Node, Scope], Stmts]] = {}
@@ -90,7 +103,25 @@ class ConditionCompiler:
     # -- entry points -------------------------------------------------------------------
 
     def value(self, node: ex.Node, scope: Scope) -> Val:
+        constant = self.constant(node)
+        if constant is not _VARIABLE:
+            if isinstance(constant, evaluator.Err):
+                return Val(["false"], "null", solid=True)   # an error: never a value
+            return Val([], rego.value(constant), solid=True)
         return self.value_handlers[node.key](node, scope)
+
+    def constant(self, node: ex.Node) -> object:
+        """The value of a node that reads no input (or an Err), folded at compile time.
+
+        Besides saving work, folding keeps literal-only comparisons such as
+        ``"a" == null`` out of the Rego: OPA's type checker rejects them as a match error.
+        """
+        if node not in self.constants:
+            if any(isinstance(n, (ex.Root, ex.Var)) for n in node.walk()):
+                self.constants[node] = _VARIABLE
+            else:
+                self.constants[node] = evaluator.evaluate(node, {})
+        return self.constants[node]
 
     def truth(self, node: ex.Node, scope: Scope) -> Stmts:
         """Statements that succeed exactly when ``node`` is true."""
@@ -102,6 +133,9 @@ class ConditionCompiler:
 
     def truth_alternatives(self, node: ex.Node, scope: Scope) -> list[Stmts]:
         """Bodies, any of which succeeding means ``node`` is true (``||`` chains flattened)."""
+        constant = self.constant(node)
+        if constant is not _VARIABLE:
+            return [["true" if constant is True else "false"]]
         if isinstance(node, ex.Or):
             return (self.truth_alternatives(node.left, scope)
                     + self.truth_alternatives(node.right, scope))
@@ -111,6 +145,9 @@ class ConditionCompiler:
 
     def falsity_alternatives(self, node: ex.Node, scope: Scope) -> list[Stmts]:
         """Bodies, any of which succeeding means ``node`` is false."""
+        constant = self.constant(node)
+        if constant is not _VARIABLE:
+            return [["true" if constant is False else "false"]]
         if isinstance(node, ex.And):
             return (self.falsity_alternatives(node.left, scope)
                     + self.falsity_alternatives(node.right, scope))
@@ -166,11 +203,11 @@ class ConditionCompiler:
 
     def value_truth(self, node: ex.Node, scope: Scope) -> Stmts:
         val = self.value(node, scope)
-        return [*val.stmts, f"{val.term} == true"]
+        return [*val.stmts, f"true == {val.term}"]
 
     def value_falsity(self, node: ex.Node, scope: Scope) -> Stmts:
         val = self.value(node, scope)
-        return [*val.stmts, f"{val.term} == false"]
+        return [*val.stmts, f"false == {val.term}"]
 
     # -- values -----------------------------------------------------------------------
 
@@ -227,7 +264,7 @@ class ConditionCompiler:
         number = frozenset({NUMBER})
         stmts += self.guard(left, node.left, number) + self.guard(right, node.right, number)
         if node.op in ("/", "%"):
-            stmts.append(f"{right.term} != 0")
+            stmts.append(f"0 != {right.term}")
         if node.op == "%":
             self.uses_ops = True
             stmts += [f"ops.whole({left.term})", f"ops.whole({right.term})"]
@@ -303,18 +340,27 @@ class ConditionCompiler:
     def _compare(self, node: ex.Compare, op: str, scope: Scope) -> Stmts:
         left, right = self.value(node.left, scope), self.value(node.right, scope)
         stmts = [*left.stmts, *right.stmts]
-        if node.op not in ("==", "!="):
-            lt, rt = self.type_of(node.left), self.type_of(node.right)
-            both = lt | rt
-            if both <= frozenset({NUMBER}) or both <= frozenset({STRING}):
-                pass  # statically two numbers or two strings
-            else:
+        lt, rt = self.type_of(node.left), self.type_of(node.right)
+        if node.op in ("==", "!="):
+            if not (lt == ANY or rt == ANY or (lt == rt and len(lt) == 1 and
+                                               not lt & frozenset({ARRAY, OBJECT}))):
+                # OPA's type checker rejects == between values whose static types cannot
+                # match ("match error"); a function call is not type checked that way.
                 self.uses_ops = True
-                stmts.append(f"ops.ordered({left.term}, {right.term})")
+                fn = "same" if op == "==" else "different"
+                return [*stmts, f"ops.{fn}({left.term}, {right.term})"]
+        elif not ((lt | rt) <= frozenset({NUMBER}) or (lt | rt) <= frozenset({STRING})):
+            # Not statically two numbers or two strings: check at run time.
+            self.uses_ops = True
+            stmts.append(f"ops.ordered({left.term}, {right.term})")
+        if not _may_lead(left.term):
+            return [*stmts, f"{right.term} {_MIRRORED[op]} {left.term}"]
         return [*stmts, f"{left.term} {op} {right.term}"]
 
     def in_truth(self, node: ex.In, scope: Scope) -> Stmts:
         item, coll = self.value(node.item, scope), self.value(node.collection, scope)
+        if not _may_lead(item.term):
+            item = self.solid(Val(item.stmts, item.term))
         stmts = [*item.stmts, *coll.stmts]
         if self.type_of(node.collection) <= frozenset({ARRAY}):
             return [*stmts, f"{item.term} in {coll.term}"]
@@ -361,17 +407,30 @@ class ConditionCompiler:
     def _macro(self, node: ex.Macro, scope: Scope, decide: bool) -> Stmts:
         target = self.solid(self.value(node.target, scope))
         stmts = [*target.stmts, *self.guard(target, node.target, frozenset({ARRAY}))]
-        var = f"v_{node.var}"
-        while var in scope.names.values():
-            var += "_"
-        inner = scope.bind(node.var, var)
+        # Each macro gets its own Rego variable: two macros in one body (a && b) may not
+        # declare the same name.
+        n = self.macro_vars[node.var] = self.macro_vars.get(node.var, 0) + 1
+        var = f"v_{node.var}" if n == 1 else f"v{n}_{node.var}"
+        # OPA rejects a declared variable that nothing uses.
+        used = _uses(node.body, node.var)
+        loop_var = var if used else "_"
+        inner = scope.bind(node.var, var) if used else scope
         # exists is decided true by one true element, false by every element false; all the
         # other way round.
         some = (node.name == "exists") == decide
         body = self.truth(node.body, inner) if decide else self.falsity(node.body, inner)
         if some:
-            return [*stmts, f"some {var} in {target.term}", *body]
-        return [*stmts, f"every {var} in {target.term} {_block(body)}"]
+            return [*stmts, f"some {loop_var} in {target.term}", *body]
+        return [*stmts, f"every {loop_var} in {target.term} {_block(body)}"]
+
+
+def _uses(node: ex.Node, name: str) -> bool:
+    """Whether ``node`` refers to the macro variable ``name`` (not to a nested rebinding)."""
+    if isinstance(node, ex.Var):
+        return node.name == name
+    if isinstance(node, ex.Macro):
+        return _uses(node.target, name) or (node.var != name and _uses(node.body, name))
+    return any(_uses(child, name) for child in node.children())
 
 
 def _dedupe(stmts: Stmts) -> Stmts:
@@ -391,5 +450,8 @@ def _call(name: str, params: list[str]) -> str:
 
 def _block(stmts: Stmts) -> str:
     lines = stmts or ["true"]
+    for line in lines:
+        if not _may_lead(line):
+            raise AssertionError(f"generated statement would continue the line above: {line}")
     inner = "\n".join("\t" + line.replace("\n", "\n\t") for line in lines)
     return "{\n" + inner + "\n}"

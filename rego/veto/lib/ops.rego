@@ -76,3 +76,13 @@ add(a, b) := a + b if {
 	is_array(a)
 	is_array(b)
 }
+
+# METADATA
+# description: |
+#   a == b, for operands whose static types OPA's type checker would refuse to compare
+#   (it reports a "match error" for "a" == null); a function's arguments are not checked so.
+same(a, b) if a == b
+
+# METADATA
+# description: a != b, see same.
+different(a, b) if a != b

@@ -58,3 +58,10 @@ test_add_mismatched_is_undefined if {
 	not ops.add("a", [1])
 	not ops.add(null, null)
 }
+
+test_same_and_different_across_types if {
+	ops.same(1, 1.0)
+	ops.different("a", null)
+	not ops.same([1, "a"], ["a"])
+	ops.different([1, "a"], ["a"])
+}
