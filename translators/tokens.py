@@ -176,7 +176,9 @@ def _string(text: str, i: int, tokens: list[Token]) -> int:
                     )
                 out.append(chr(code))
             else:
-                raise TokenizeError(ExpressionProblem(j, PARSE, f"bad escape '\\{e}' in string"))
+                raise TokenizeError(ExpressionProblem(
+                    j, PARSE, f"bad escape '\\{e}' in string: write '\\\\{e}' for a backslash "
+                              f"followed by {e!r} (as in regular expressions)"))
         else:
             out.append(c)
             j += 1
