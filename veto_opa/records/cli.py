@@ -1,0 +1,392 @@
+"""``veto-opa decisions``: list, show, export and verify decision records.
+
+The main CLI adds this command group with ``register(subparsers)``; every leaf parser sets
+``func``, which takes the parsed namespace and returns the exit code::
+
+    parser = argparse.ArgumentParser(prog="veto-opa")
+    subparsers = parser.add_subparsers(dest="command")
+    veto_opa.records.cli.register(subparsers)
+    args = parser.parse_args()
+    sys.exit(args.func(args))
+
+``main(argv)`` does exactly that for this group alone (tests, ``python -m``).
+
+Exit codes: 0 success, 1 failure (record not found, chain broken, store unreadable), 2 usage.
+Text output strips control characters: tool names, reasons and arguments come from a model
+and must not drive the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from veto_opa.errors import RecordError
+from veto_opa.records.export import verify_export
+from veto_opa.records.model import parse_timestamp
+from veto_opa.records.store import SQLiteRecordStore, default_home, store_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from veto_opa.records.model import VerifyResult
+
+_EPILOG_GROUP = """\
+examples:
+  veto-opa decisions list --decision deny --since 2026-11-25
+  veto-opa decisions show 5603b8ea-7b12-4535-a05f-a71712cbe37a
+  veto-opa decisions export audit.jsonl --since 2026-11-01 --until 2026-12-01
+  veto-opa decisions verify
+"""
+_EPILOG_LIST = """\
+examples:
+  veto-opa decisions list
+  veto-opa decisions list --decision deny --tool execute_sql --limit 20
+  veto-opa decisions list --since 2026-11-25T08:00:00Z --json
+"""
+_EPILOG_SHOW = """\
+example:
+  veto-opa decisions show 5603b8ea-7b12-4535-a05f-a71712cbe37a --json
+"""
+_EPILOG_EXPORT = """\
+examples:
+  veto-opa decisions export audit.jsonl          (also writes audit.jsonl.sha256)
+  veto-opa decisions export denies.csv --decision deny --since 2026-11-01
+"""
+_EPILOG_VERIFY = """\
+examples:
+  veto-opa decisions verify                      (the store under --home)
+  veto-opa decisions verify --export audit.jsonl (an export file, offline)
+"""
+
+_COLUMNS = ("time", "decision", "tool", "rule", "reason", "decision_id")
+_WIDTH = {"tool": 32, "rule": 40, "reason": 48}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_C1_IN_JSON = re.compile(r"[\x7f-\x9f]")
+
+
+def _timestamp_arg(text: str) -> str:
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+    return value
+
+
+def _add_home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        help="veto home holding records.sqlite3 (default: $VETO_HOME or .veto)",
+    )
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters")
+    group.add_argument("--decision", choices=("allow", "deny", "require_approval"))
+    group.add_argument("--tool", metavar="T", help="tool name (exact)")
+    group.add_argument("--rule", metavar="R", help="deciding rule (exact)")
+    group.add_argument(
+        "--since", metavar="ISO", type=_timestamp_arg, help="from this UTC time, inclusive"
+    )
+    group.add_argument(
+        "--until", metavar="ISO", type=_timestamp_arg, help="before this UTC time, exclusive"
+    )
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``decisions`` command group to an argparse subparsers object.
+
+    Args:
+        subparsers: the result of ``parser.add_subparsers()`` of the ``veto-opa`` parser.
+
+    Returns:
+        The ``decisions`` parser.
+    """
+    formatter = argparse.RawDescriptionHelpFormatter
+    group = subparsers.add_parser(
+        "decisions",
+        help="list, show, export and verify decision records",
+        description="Read the hash-chained decision records under the veto home.",
+        epilog=_EPILOG_GROUP,
+        formatter_class=formatter,
+    )
+    group.set_defaults(func=lambda args: _usage(group))
+    commands = group.add_subparsers(dest="decisions_command", metavar="COMMAND")
+
+    listing = commands.add_parser(
+        "list",
+        help="recent decisions, newest first",
+        description="Decisions matching every filter, newest first, as a table or JSON.",
+        epilog=_EPILOG_LIST,
+        formatter_class=formatter,
+    )
+    _add_filters(listing)
+    listing.add_argument("--limit", type=_positive_int, default=100, help="default: 100")
+    _add_json(listing)
+    _add_home(listing)
+    listing.set_defaults(func=cmd_list)
+
+    show = commands.add_parser(
+        "show",
+        help="one decision and its outcomes",
+        description="Every field of one decision record, and the outcomes recorded for it.",
+        epilog=_EPILOG_SHOW,
+        formatter_class=formatter,
+    )
+    show.add_argument("decision_id", metavar="DECISION_ID")
+    _add_json(show)
+    _add_home(show)
+    show.set_defaults(func=cmd_show)
+
+    export = commands.add_parser(
+        "export",
+        help="write decisions and outcomes to JSONL or CSV",
+        description=(
+            "Write matching decisions and their outcomes in sequence order, atomically. JSONL "
+            "is the verifiable audit format (one record per line, plus PATH.sha256); CSV is "
+            "for spreadsheets."
+        ),
+        epilog=_EPILOG_EXPORT,
+        formatter_class=formatter,
+    )
+    export.add_argument("path", metavar="PATH")
+    export.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        help="default: csv for a .csv PATH, else jsonl",
+    )
+    _add_filters(export)
+    _add_home(export)
+    export.set_defaults(func=cmd_export)
+
+    verify = commands.add_parser(
+        "verify",
+        help="recompute the hash chain",
+        description=(
+            "Recompute every record hash and link in sequence order. Exit 0 when the chain is "
+            "intact, 1 with the first bad sequence when it is not."
+        ),
+        epilog=_EPILOG_VERIFY,
+        formatter_class=formatter,
+    )
+    verify.add_argument("--export", metavar="FILE", help="verify a JSONL export file instead")
+    verify.add_argument(
+        "--allow-gaps",
+        action="store_true",
+        help="with --export: accept missing sequences (an export made with filters)",
+    )
+    _add_json(verify)
+    _add_home(verify)
+    verify.set_defaults(func=cmd_verify)
+    return group
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _fail(message: str) -> int:
+    print(f"veto-opa: error: {_clean(message)}", file=sys.stderr)
+    return 1
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub("?", text)
+
+
+def _print_json(value: Any) -> None:
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    # C1 controls are legal in JSON strings but some terminals obey them; escape them too.
+    print(_C1_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+def _open(args: argparse.Namespace) -> SQLiteRecordStore:
+    home = Path(args.home) if args.home else default_home()
+    return SQLiteRecordStore(store_path(home), create=False)
+
+
+def _with_store(args: argparse.Namespace, action: Callable[[SQLiteRecordStore], int]) -> int:
+    try:
+        store = _open(args)
+    except RecordError as exc:
+        return _fail(str(exc))
+    try:
+        return action(store)
+    except RecordError as exc:
+        return _fail(str(exc))
+    finally:
+        store.close()
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "decision": args.decision,
+        "tool": args.tool,
+        "rule": args.rule,
+        "since": args.since,
+        "until": args.until,
+    }
+
+
+def _truncate(text: str, width: int) -> str:
+    text = _clean(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Decision documents as an aligned text table with :data:`_COLUMNS`."""
+    cells = [
+        [
+            row["timestamp"][:19] + "Z",
+            row["decision"],
+            _truncate(row["tool"], _WIDTH["tool"]),
+            _truncate(row.get("rule") or "-", _WIDTH["rule"]),
+            _truncate(row["reason"], _WIDTH["reason"]),
+            row["decision_id"],
+        ]
+        for row in rows
+    ]
+    widths = [
+        max([len(name)] + [len(line[i]) for line in cells]) for i, name in enumerate(_COLUMNS)
+    ]
+    lines = [list(_COLUMNS), *cells]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    def action(store: SQLiteRecordStore) -> int:
+        records = store.query(**_filters(args), limit=args.limit)
+        documents = [record.document() for record in records]
+        if args.json:
+            _print_json(documents)
+        elif documents:
+            print(format_table(documents))
+        else:
+            print("no matching decisions")
+        return 0
+
+    return _with_store(args, action)
+
+
+def _text_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return _clean(", ".join(value)) if value else "-"
+    return _clean(json.dumps(value, ensure_ascii=False, sort_keys=True))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    def action(store: SQLiteRecordStore) -> int:
+        record = store.get(args.decision_id)
+        if record is None:
+            return _fail(f"no decision {args.decision_id!r}")
+        outcomes = [outcome.document() for outcome in store.outcomes(args.decision_id)]
+        document = record.document()
+        if args.json:
+            _print_json({"record": document, "outcomes": outcomes})
+            return 0
+        width = max(len(name) for name in document)
+        for name, value in document.items():
+            print(f"{name.ljust(width)}  {_text_value(value)}")
+        print(f"{'outcomes'.ljust(width)}  {'-' if not outcomes else ''}".rstrip())
+        for outcome in outcomes:
+            error = f"  {_clean(outcome['error'])}" if outcome.get("error") else ""
+            print(f"  {outcome['timestamp']}  #{outcome['sequence']}  {outcome['status']}{error}")
+        return 0
+
+    return _with_store(args, action)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    fmt = args.format or ("csv" if args.path.lower().endswith(".csv") else "jsonl")
+
+    def action(store: SQLiteRecordStore) -> int:
+        count = store.export(args.path, fmt, **_filters(args))
+        extra = f" (digest in {args.path}.sha256)" if fmt == "jsonl" else ""
+        print(f"wrote {count} records to {args.path}{extra}")
+        return 0
+
+    return _with_store(args, action)
+
+
+def _report(result: VerifyResult, what: str, as_json: bool) -> int:
+    if as_json:
+        _print_json(
+            {
+                "ok": result.ok,
+                "count": result.count,
+                "first_bad_sequence": result.first_bad_sequence,
+                "problem": result.problem,
+                "head_hash": result.head_hash,
+            }
+        )
+    elif result.ok:
+        head = f", head {result.head_hash}" if result.head_hash else ""
+        print(f"ok: {what}: {result.count} records, chain intact{head}")
+    else:
+        where = (
+            f"sequence {result.first_bad_sequence}"
+            if result.first_bad_sequence is not None
+            else "file"
+        )
+        print(f"FAILED: {what}: {where}: {_clean(result.problem or '')}")
+        print(f"{result.count} records before it are intact")
+    return 0 if result.ok else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.export:
+        try:
+            result = verify_export(args.export, allow_gaps=args.allow_gaps)
+        except RecordError as exc:
+            return _fail(str(exc))
+        return _report(result, args.export, args.json)
+    if args.allow_gaps:
+        return _fail("--allow-gaps applies to --export only")
+    return _with_store(args, lambda store: _report(store.verify(), str(store.path), args.json))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``veto-opa decisions ...`` alone: ``main(["decisions", "list"])``.
+
+    Returns:
+        The exit code.
+    """
+    parser = argparse.ArgumentParser(prog="veto-opa")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register(subparsers)
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return int(func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,379 @@
+"""The shape of a decision record, its hash, and what a valid chain of records is.
+
+Field names follow OPA's decision log (``EventV1`` in ``v1/plugins/logs/plugin.go``) where the
+meaning matches: ``decision_id``, ``timestamp``, ``erased``, ``trace_id``, ``span_id``.
+
+Every entry of the store — a :class:`DecisionRecord` or an :class:`OutcomeRecord` — is one link
+of a single hash chain, ordered by ``sequence``::
+
+    record_hash = "sha256:" + sha256(prev_hash + canonical_json(entry without record_hash))
+
+with ``prev_hash`` of the first entry equal to :data:`GENESIS_HASH`. The hashed document
+includes ``sequence`` and ``kind``, so renumbering, reordering, relabelling or editing any
+entry breaks the chain at that entry. :class:`ChainChecker` is the one definition of a valid
+chain, used both by the store and by the offline check of an export file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from veto_opa._types import Action, JSONObject
+
+GENESIS_HASH = "sha256:" + "0" * 64
+"""``prev_hash`` of the first entry of every chain."""
+
+HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
+
+# Fields the store assigns; callers of ``append`` must not supply them.
+CHAIN_FIELDS = ("sequence", "prev_hash", "record_hash")
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text of ``value``: sorted keys, no whitespace, UTF-8 kept as is.
+
+    This is the text that ``arguments_sha256``, redaction HMACs and record hashes are computed
+    over, so that other tools (approvals, auditors' scripts) can reproduce them.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_digest(data: str | bytes) -> str:
+    """``"sha256:<hex>"`` of ``data`` (text is encoded as UTF-8)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def arguments_digest(arguments: Any) -> str:
+    """``arguments_sha256`` of a tool call's ORIGINAL arguments.
+
+    A JSON object (a dict, or text that parses to one) is hashed as its canonical JSON. Anything
+    else — text that is not JSON or not an object, bytes — is hashed as its raw text, so that
+    even a call that was refused as malformed can be matched against what the model sent.
+    """
+    if isinstance(arguments, dict):
+        return sha256_digest(canonical_json(arguments))
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            return sha256_digest(arguments)
+        if isinstance(parsed, dict):
+            return sha256_digest(canonical_json(parsed))
+        return sha256_digest(arguments)
+    if isinstance(arguments, bytes | bytearray):
+        return sha256_digest(bytes(arguments))
+    try:
+        return sha256_digest(canonical_json(arguments))
+    except (TypeError, ValueError):
+        return sha256_digest(repr(arguments))
+
+
+def record_hash(document: dict[str, Any]) -> str:
+    """The ``record_hash`` of a record document (its own ``record_hash`` key is ignored)."""
+    body = {k: v for k, v in document.items() if k != "record_hash"}
+    return sha256_digest(str(document["prev_hash"]) + canonical_json(body))
+
+
+_SEAL_MARKER = ',"record_hash":"' + GENESIS_HASH + '"'
+
+
+def seal(document: dict[str, Any]) -> tuple[str, str]:
+    """Set ``document["record_hash"]`` and return ``(canonical text, record_hash)``.
+
+    Equivalent to :func:`record_hash` followed by :func:`canonical_json`, with one
+    serialisation instead of two (the store's hot path): the document is dumped once with a
+    placeholder hash, and the hashed body is that text minus the placeholder member. When every
+    top-level value sorted after ``record_hash`` is a scalar — true of both record kinds — the
+    last occurrence of the member's text is the top-level one, because a scalar's text cannot
+    contain ``,"`` (quotes inside strings are escaped). Otherwise it serialises twice.
+    """
+    document["record_hash"] = GENESIS_HASH
+    text = canonical_json(document)
+    nested_after = any(
+        isinstance(value, dict | list) for key, value in document.items() if key > "record_hash"
+    )
+    at = -1 if nested_after else text.rfind(_SEAL_MARKER)
+    if at < 0:
+        digest = record_hash(document)
+        document["record_hash"] = digest
+        return canonical_json(document), digest
+    head, tail = text[:at], text[at + len(_SEAL_MARKER) :]
+    digest = sha256_digest(str(document["prev_hash"]) + head + tail)
+    document["record_hash"] = digest
+    return f'{head},"record_hash":"{digest}"{tail}', digest
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and ``Z``; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(value: str | datetime) -> str:
+    """Normalise a datetime or ISO 8601 text to the record timestamp format.
+
+    Raises:
+        ValueError: ``value`` is not an ISO 8601 date or date-time.
+    """
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except (AttributeError, ValueError):
+        raise ValueError(f"expected an ISO 8601 date or date-time, found {value!r}") from None
+    return format_timestamp(moment)
+
+
+def now_timestamp() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def _hex_id(value: Any, digits: int) -> Any:
+    # OpenTelemetry hands out trace and span ids as integers; records hold the W3C hex form.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return format(value, f"0{digits}x")
+    return value
+
+
+class _Entry(BaseModel):
+    # Fields are declared in each subclass so that they read in a natural order; the chain
+    # fields (sequence, prev_hash, record_hash) and timestamp are common to both.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("timestamp", mode="before", check_fields=False)
+    @classmethod
+    def _timestamp(cls, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return format_timestamp(value)
+        if isinstance(value, str) and not re.match(TIMESTAMP_PATTERN, value):
+            return parse_timestamp(value)
+        return value
+
+    def document(self) -> dict[str, Any]:
+        """The record as the JSON object that is stored, hashed and exported."""
+        return self.model_dump(mode="json")
+
+
+class DecisionRecord(_Entry):
+    """One guard call: what was asked, what was decided and why. Immutable.
+
+    ``arguments`` is the argument object after redaction (``None`` when the model's arguments
+    were not a JSON object); ``arguments_sha256`` is always the digest of the original
+    arguments (see :func:`arguments_digest`); ``erased`` names the redacted paths. ``cause`` is
+    set when the decision is a fail-closed deny (``"engine_timeout"``, ``"invalid_tool_call"``).
+    """
+
+    kind: Literal["decision"] = "decision"
+    sequence: int = Field(ge=1)
+    decision_id: str
+    timestamp: str = Field(pattern=TIMESTAMP_PATTERN)
+    tool: str
+    arguments: JSONObject | None
+    arguments_sha256: str = Field(pattern=HASH_PATTERN)
+    erased: list[str] = Field(default_factory=list)
+    context: JSONObject = Field(default_factory=dict)
+    model: str | None = None
+    call_id: str | None = None
+    decision: Action
+    rule: str | None = None
+    reason: str
+    approvers: list[str] = Field(default_factory=list)
+    matched: list[dict[str, Any]] = Field(default_factory=list)
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    approval_id: str | None = None
+    policy_name: str | None = None
+    policy_revision: str | None = None
+    engine: str = Field(min_length=1)
+    cause: str | None = None
+    latency_us: int = Field(ge=0)
+    trace_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    span_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    opa_decision_id: str | None = None
+    prev_hash: str = Field(pattern=HASH_PATTERN)
+    record_hash: str = Field(pattern=HASH_PATTERN)
+
+    @field_validator("decision_id", mode="before")
+    @classmethod
+    def _decision_id(cls, value: Any) -> Any:
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, str):
+            try:
+                canonical = str(uuid.UUID(value))
+            except ValueError:
+                raise ValueError(f"decision_id must be a UUID, found {value!r}") from None
+            if canonical != value:
+                raise ValueError(
+                    f"decision_id must be a lowercase hyphenated UUID, found {value!r}"
+                )
+        return value
+
+    @field_validator("trace_id", mode="before")
+    @classmethod
+    def _trace_id(cls, value: Any) -> Any:
+        return _hex_id(value, 32)
+
+    @field_validator("span_id", mode="before")
+    @classmethod
+    def _span_id(cls, value: Any) -> Any:
+        return _hex_id(value, 16)
+
+
+class OutcomeRecord(_Entry):
+    """What happened after a decision (the tool ran, failed, was skipped), chained on its own.
+
+    Records are append-only: an outcome never updates its decision, it references it.
+    """
+
+    kind: Literal["outcome"] = "outcome"
+    sequence: int = Field(ge=1)
+    decision_id: str
+    timestamp: str = Field(pattern=TIMESTAMP_PATTERN)
+    status: str = Field(pattern=r"^[a-z][a-z_]{0,31}$")
+    error: str | None = None
+    prev_hash: str = Field(pattern=HASH_PATTERN)
+    record_hash: str = Field(pattern=HASH_PATTERN)
+
+
+Entry = DecisionRecord | OutcomeRecord
+
+
+def entry_from_document(document: dict[str, Any]) -> Entry:
+    """Build the model of a stored or exported document (a JSONL line), by its ``kind``.
+
+    Raises:
+        pydantic.ValidationError: the document is not a valid record.
+    """
+    if document.get("kind") == "outcome":
+        return OutcomeRecord.model_validate(document)
+    return DecisionRecord.model_validate(document)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of checking a chain.
+
+    Attributes:
+        ok: every entry's hash recomputes, every link holds and no sequence is missing.
+        count: entries found intact (before the first bad one, when there is one).
+        first_bad_sequence: the sequence where the chain first breaks (for a missing entry,
+            the missing sequence number), or None.
+        problem: what is wrong there, in one sentence, or None.
+        head_hash: ``record_hash`` of the last good entry (anchor it elsewhere to detect
+            truncation), or None for an empty chain.
+    """
+
+    ok: bool
+    count: int
+    first_bad_sequence: int | None = None
+    problem: str | None = None
+    head_hash: str | None = None
+
+
+class ChainChecker:
+    """Feeds on entry documents in order and remembers the first break in the chain.
+
+    Args:
+        allow_gaps: accept missing sequence numbers (a filtered export); every entry's own
+            hash and every link between consecutive sequences are still checked.
+    """
+
+    def __init__(self, *, allow_gaps: bool = False) -> None:
+        self.allow_gaps = allow_gaps
+        self.count = 0
+        self.last_sequence = 0
+        self.last_hash: str | None = None
+        self.first_bad_sequence: int | None = None
+        self.problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def fail(self, sequence: int, problem: str) -> bool:
+        if self.problem is None:
+            self.first_bad_sequence, self.problem = sequence, problem
+        return False
+
+    def feed(
+        self,
+        document: Any,
+        *,
+        expected_sequence: int | None = None,
+        columns: dict[str, Any] | None = None,
+    ) -> bool:
+        """Check the next entry; returns False (and records why) once the chain is broken.
+
+        Args:
+            document: the parsed entry.
+            expected_sequence: where the entry sits in the store (its row key), if known;
+                a mismatch with the document's own ``sequence`` means it was moved.
+            columns: values stored beside the document (a store's indexed columns); each
+                must equal the document's field of the same name.
+        """
+        if self.problem is not None:
+            return False
+        fallback = self.last_sequence + 1
+        if not isinstance(document, dict):
+            return self.fail(expected_sequence or fallback, "entry is not a JSON object")
+        sequence = document.get("sequence")
+        if not isinstance(sequence, int) or isinstance(sequence, bool):
+            return self.fail(expected_sequence or fallback, "entry has no integer sequence")
+        if expected_sequence is not None and sequence != expected_sequence:
+            return self.fail(
+                expected_sequence,
+                f"entry stored at sequence {expected_sequence} claims sequence {sequence}",
+            )
+        if sequence <= self.last_sequence:
+            return self.fail(
+                sequence, f"sequence {sequence} follows {self.last_sequence}: out of order"
+            )
+        consecutive = sequence == self.last_sequence + 1
+        if not consecutive and not self.allow_gaps:
+            missing = self.last_sequence + 1
+            return self.fail(missing, f"sequence {missing} is missing (next entry is {sequence})")
+        prev_hash = document.get("prev_hash")
+        expected_prev = GENESIS_HASH if sequence == 1 else self.last_hash
+        if consecutive and prev_hash != expected_prev:
+            return self.fail(
+                sequence,
+                f"prev_hash {prev_hash} does not match the previous entry's hash {expected_prev}",
+            )
+        try:
+            recomputed = record_hash(document)
+        except (KeyError, TypeError, ValueError) as exc:
+            return self.fail(sequence, f"entry cannot be hashed: {exc}")
+        if document.get("record_hash") != recomputed:
+            return self.fail(
+                sequence,
+                f"record_hash {document.get('record_hash')} does not match the content "
+                f"(recomputed {recomputed})",
+            )
+        for name, value in (columns or {}).items():
+            if document.get(name) != value:
+                return self.fail(
+                    sequence,
+                    f"column {name}={value!r} does not match the record's "
+                    f"{name}={document.get(name)!r}",
+                )
+        self.count += 1
+        self.last_sequence = sequence
+        self.last_hash = recomputed
+        return True
+
+    def result(self) -> VerifyResult:
+        return VerifyResult(
+            self.ok, self.count, self.first_bad_sequence, self.problem, self.last_hash
+        )

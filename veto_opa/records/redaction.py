@@ -1,0 +1,273 @@
+"""Redaction of tool-call arguments before they are recorded.
+
+A policy lists the argument paths that must never be stored in clear::
+
+    redact: [args.password, args.credentials.token, args.items[*].secret, args.*.token]
+
+Path syntax: ``args`` followed by ``.name`` (``[A-Za-z_][A-Za-z0-9_]*``), ``["any key"]``
+(a JSON string), ``[N]`` (a list index) or a wildcard ``.*`` / ``[*]``. Both wildcard
+spellings match every member of an object and every element of a list — redaction errs on
+the side of hiding more.
+
+Each value found at a path is replaced by ``"hmac-sha256:<hex>"``, the HMAC-SHA-256 of its
+canonical JSON under the store's secret key (see ``load_or_create_key``). The digest is keyed
+because a plain hash of a low-entropy secret (a PIN, a short password) can be reversed by
+trying every candidate; with the key, equal values still give equal digests, so records can be
+correlated without revealing the value. Like OPA's ``erased``, the concrete paths that were
+redacted are returned (``args.items[0].secret``).
+
+Usage::
+
+    redacted, erased = redact(arguments, ["args.password"], key)
+    prepared = prepare_arguments(raw_arguments_from_the_model, paths, key)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from veto_opa.records.model import arguments_digest, canonical_json
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from veto_opa._types import JSONObject
+
+
+class Wildcard:
+    """``*`` in a redaction path: any member of an object, any element of a list."""
+
+    _instance: Wildcard | None = None
+
+    def __new__(cls) -> Wildcard:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Final = Wildcard()
+
+Segment = str | int | Wildcard
+"""One step of a parsed path: an object key, a list index, or :data:`ANY`."""
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_INDEX = re.compile(r"\[(\*|0|[1-9][0-9]*)\]")
+_ROOT = "args"
+
+HMAC_PREFIX = "hmac-sha256:"
+
+
+def parse_redact_path(text: str) -> tuple[Segment, ...]:
+    """Parse a redaction path such as ``args.items[*].secret`` into its segments.
+
+    Returns:
+        The segments after ``args``: ``("items", ANY, "secret")``.
+
+    Raises:
+        ValueError: the path is malformed; the message says what was expected where.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"redact path must be a string, found {type(text).__name__}")
+    if not (text == _ROOT or text.startswith(_ROOT + ".") or text.startswith(_ROOT + "[")):
+        raise ValueError(f"redact path {text!r} must start with 'args.'")
+    segments: list[Segment] = []
+    pos = len(_ROOT)
+    while pos < len(text):
+        char = text[pos]
+        if char == ".":
+            pos += 1
+            if text.startswith("*", pos):
+                segments.append(ANY)
+                pos += 1
+                continue
+            match = _NAME.match(text, pos)
+            if match is None:
+                found = repr(text[pos]) if pos < len(text) else "end of path"
+                raise ValueError(
+                    f"redact path {text!r}: expected a field name or '*' after '.' "
+                    f"at offset {pos}, found {found}"
+                )
+            segments.append(match.group())
+            pos = match.end()
+        elif char == "[":
+            if text.startswith('["', pos):
+                key, end = _parse_quoted_key(text, pos + 1)
+                if not text.startswith("]", end):
+                    raise ValueError(
+                        f"redact path {text!r}: expected ']' after the quoted key at offset {end}"
+                    )
+                segments.append(key)
+                pos = end + 1
+                continue
+            match = _INDEX.match(text, pos)
+            if match is None:
+                raise ValueError(
+                    f"redact path {text!r}: expected '[*]', '[N]' or '[\"key\"]' at offset {pos}"
+                )
+            inner = match.group(1)
+            segments.append(ANY if inner == "*" else int(inner))
+            pos = match.end()
+        else:
+            raise ValueError(
+                f"redact path {text!r}: expected '.' or '[' at offset {pos}, found {char!r}"
+            )
+    if not segments:
+        raise ValueError(
+            f"redact path {text!r} must name a field under args (the arguments themselves "
+            "stay an object)"
+        )
+    return tuple(segments)
+
+
+def _parse_quoted_key(text: str, start: int) -> tuple[str, int]:
+    decoder = json.JSONDecoder()
+    try:
+        key, end = decoder.raw_decode(text, start)
+    except ValueError:
+        raise ValueError(
+            f"redact path {text!r}: unterminated or invalid quoted key at offset {start}"
+        ) from None
+    if not isinstance(key, str):  # pragma: no cover - raw_decode at '"' yields a string
+        raise ValueError(f"redact path {text!r}: expected a quoted key at offset {start}")
+    return key, end
+
+
+def format_path(segments: Sequence[str | int]) -> str:
+    """Render concrete segments back to path text: ``args.items[0].secret``."""
+    parts = [_ROOT]
+    for segment in segments:
+        if isinstance(segment, int):
+            parts.append(f"[{segment}]")
+        elif _NAME.fullmatch(segment):
+            parts.append(f".{segment}")
+        else:
+            parts.append(f"[{json.dumps(segment, ensure_ascii=False)}]")
+    return "".join(parts)
+
+
+def hmac_digest(value: Any, key: bytes) -> str:
+    """``"hmac-sha256:<hex>"`` of the canonical JSON of ``value`` under ``key``."""
+    mac = hmac.new(key, canonical_json(value).encode("utf-8"), hashlib.sha256)
+    return HMAC_PREFIX + mac.hexdigest()
+
+
+def _matches(
+    node: Any, segments: tuple[Segment, ...], at: tuple[str | int, ...]
+) -> Iterator[tuple[str | int, ...]]:
+    if not segments:
+        yield at
+        return
+    head, rest = segments[0], segments[1:]
+    if isinstance(node, dict):
+        if head is ANY:
+            for name in node:
+                yield from _matches(node[name], rest, (*at, name))
+        elif isinstance(head, str) and head in node:
+            yield from _matches(node[head], rest, (*at, head))
+    elif isinstance(node, list | tuple):
+        if head is ANY:
+            for index, item in enumerate(node):
+                yield from _matches(item, rest, (*at, index))
+        elif isinstance(head, int) and not isinstance(head, bool) and head < len(node):
+            yield from _matches(node[head], rest, (*at, head))
+
+
+def _lookup(node: Any, at: tuple[str | int, ...]) -> Any:
+    for segment in at:
+        node = node[segment]
+    return node
+
+
+def _copy(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {name: _copy(value) for name, value in node.items()}
+    if isinstance(node, list | tuple):
+        return [_copy(value) for value in node]
+    return node
+
+
+def redact(
+    arguments: JSONObject, paths: Sequence[str | tuple[Segment, ...]], key: bytes
+) -> tuple[JSONObject, list[str]]:
+    """Replace the values at ``paths`` with keyed digests.
+
+    Matches are found in the original arguments; when one match lies inside another, only the
+    outer one is replaced, so every digest is of an original value. The input is not modified.
+
+    Args:
+        arguments: the tool call's argument object.
+        paths: redaction paths as written in the policy, or already parsed.
+        key: the HMAC key (at least 16 bytes).
+
+    Returns:
+        A redacted copy of the arguments and the concrete paths that were erased, in the order
+        of ``paths`` and then of the document.
+
+    Raises:
+        ValueError: a path is malformed or the key is too short.
+    """
+    if not isinstance(key, bytes | bytearray) or len(key) < 16:
+        raise ValueError("the redaction key must be at least 16 bytes")
+    parsed = [parse_redact_path(p) if isinstance(p, str) else tuple(p) for p in paths]
+    found: list[tuple[str | int, ...]] = []
+    seen: set[tuple[str | int, ...]] = set()
+    for segments in parsed:
+        for at in _matches(arguments, segments, ()):
+            if at not in seen:
+                seen.add(at)
+                found.append(at)
+    # An ancestor's digest already hides its descendants.
+    outer = [at for at in found if not any(at[:n] in seen for n in range(1, len(at)))]
+    if not outer:
+        return _copy(arguments), []
+    result = _copy(arguments)
+    for at in outer:
+        parent = _lookup(result, at[:-1])
+        parent[at[-1]] = hmac_digest(_lookup(arguments, at), bytes(key))
+    return result, [format_path(at) for at in outer]
+
+
+@dataclass(frozen=True)
+class PreparedArguments:
+    """The three argument fields of a decision record."""
+
+    arguments: JSONObject | None
+    arguments_sha256: str
+    erased: list[str]
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "arguments": self.arguments,
+            "arguments_sha256": self.arguments_sha256,
+            "erased": list(self.erased),
+        }
+
+
+def prepare_arguments(
+    raw: Any, paths: Sequence[str | tuple[Segment, ...]], key: bytes
+) -> PreparedArguments:
+    """Turn a tool call's arguments, as the model sent them, into record fields.
+
+    ``raw`` may be the argument object or its JSON text (Mistral sends text). An object is
+    redacted and hashed canonically; anything else is recorded as ``arguments=None`` with the
+    digest of its raw text.
+    """
+    digest = arguments_digest(raw)
+    obj: Any = raw
+    if isinstance(raw, str):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+    if not isinstance(obj, dict):
+        return PreparedArguments(None, digest, [])
+    redacted, erased = redact(obj, paths, key)
+    return PreparedArguments(redacted, digest, erased)

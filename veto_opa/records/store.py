@@ -1,0 +1,802 @@
+"""The durable, hash-chained store of decision records (SQLite, stdlib only).
+
+Usage::
+
+    store = SQLiteRecordStore(Path(".veto") / "records.sqlite3")
+    record = store.append({"tool": "execute_sql", "arguments": {...}, ...})   # committed
+    store.append_outcome(record.decision_id, "executed")
+    store.query(decision="deny", since="2026-11-25")
+    assert store.verify().ok
+
+**Durability.** ``append`` returns only after the record's transaction has committed. The
+database runs in WAL mode; with ``synchronous="normal"`` (the default) a committed record
+survives the process being killed at any instant (it is in the WAL, which SQLite replays),
+and with ``synchronous="full"`` it also survives power loss or an OS crash (the WAL is fsynced
+at every commit). Checkpoints — copying the WAL into the database, with fsyncs — run on a
+background thread rather than inside some caller's append.
+
+**Group commit.** Appends from many threads are gathered: the first thread to find no write
+in progress becomes the leader, takes every pending record (up to ``max_batch``), writes them
+in one ``BEGIN IMMEDIATE`` transaction, commits once and wakes every waiter; threads that
+arrived meanwhile form the next batch. When the previous batch had several writers, a new
+leader waits up to ``linger`` (0.5 ms) for as many to arrive. One commit (one fsync under
+``"full"``) is shared by the whole batch, and the chain order is the order of sequence numbers.
+Callers validate their own record before queueing; the leader only assigns sequence and
+hashes, so little Python runs under the write lock.
+
+**Several processes.** The chain head (last sequence and hash) is read inside each write
+transaction, after ``BEGIN IMMEDIATE`` has taken SQLite's write lock, never from memory, so
+processes appending to the same file extend one chain.
+
+**Layout.** One table, one row per entry (decision or outcome): every field in the ``json``
+column (the canonical document, exactly what is hashed and exported) plus indexed copies of
+the fields used for filtering. ``verify`` checks that the copies agree with the document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import closing, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import ValidationError
+
+from veto_opa.errors import RecordError
+from veto_opa.records import export as export_files
+from veto_opa.records.model import (
+    CHAIN_FIELDS,
+    GENESIS_HASH,
+    ChainChecker,
+    DecisionRecord,
+    OutcomeRecord,
+    VerifyResult,
+    now_timestamp,
+    parse_timestamp,
+    seal,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+DEFAULT_HOME = ".veto"
+STORE_FILE = "records.sqlite3"
+KEY_FILE = "record.key"
+KEY_BYTES = 32
+SCHEMA_VERSION = 1
+
+TimeBound = datetime | str | None
+Synchronous = Literal["normal", "full", "extra"]
+
+_SCHEMA = """
+CREATE TABLE records (
+    sequence    INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL CHECK (kind IN ('decision', 'outcome')),
+    decision_id TEXT NOT NULL,
+    timestamp   TEXT NOT NULL,
+    decision    TEXT,
+    tool        TEXT,
+    rule        TEXT,
+    prev_hash   TEXT NOT NULL,
+    record_hash TEXT NOT NULL,
+    json        TEXT NOT NULL
+);
+CREATE UNIQUE INDEX records_decision_id ON records (decision_id) WHERE kind = 'decision';
+CREATE INDEX records_outcomes ON records (decision_id, sequence) WHERE kind = 'outcome';
+CREATE INDEX records_by_decision ON records (decision, sequence) WHERE kind = 'decision';
+CREATE INDEX records_by_tool ON records (tool, sequence) WHERE kind = 'decision';
+CREATE INDEX records_by_rule ON records (rule, sequence) WHERE kind = 'decision';
+CREATE INDEX records_by_time ON records (timestamp) WHERE kind = 'decision';
+"""
+
+# The columns that mirror document fields, in table order after ``sequence``.
+_MIRRORED = (
+    "kind",
+    "decision_id",
+    "timestamp",
+    "decision",
+    "tool",
+    "rule",
+    "prev_hash",
+    "record_hash",
+)
+_INSERT = (
+    "INSERT INTO records (sequence, kind, decision_id, timestamp, decision, tool, rule, "
+    "prev_hash, record_hash, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_HEAD = "SELECT sequence, record_hash FROM records ORDER BY sequence DESC LIMIT 1"
+# Group commits between two background WAL checkpoints (a commit writes about ten pages;
+# SQLite's own default is a checkpoint per 1000 pages).
+_CHECKPOINT_EVERY = 100
+# WAL size (in pages) at which a leader completes the checkpoint so that the WAL rewinds.
+_RESET_FRAMES = 4096
+# Seconds without a checkpoint request after which the checkpoint thread ends.
+_CHECKPOINTER_IDLE = 10.0
+# The WAL file is truncated back to this size when it rewinds after a burst.
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+def default_home() -> Path:
+    """``$VETO_HOME``, or ``.veto`` in the working directory."""
+    return Path(os.environ.get("VETO_HOME") or DEFAULT_HOME)
+
+
+def store_path(home: str | os.PathLike[str] | None = None) -> Path:
+    """The record database under a veto home: ``<home>/records.sqlite3``."""
+    return Path(home if home is not None else default_home()) / STORE_FILE
+
+
+def load_or_create_key(home: str | os.PathLike[str]) -> bytes:
+    """The redaction HMAC key, ``<home>/record.key``: 32 random bytes, created mode 0600.
+
+    Creation is atomic (written to a temporary file, then hard-linked into place), so processes
+    starting at the same time agree on one key.
+
+    Raises:
+        RecordError: the key cannot be read or created, or the file is not a key.
+    """
+    home = Path(home)
+    path = home / KEY_FILE
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        temp = home / f".{KEY_FILE}.{os.getpid()}.{uuid.uuid4().hex}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, secrets.token_bytes(KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another process won the race; use its key
+        finally:
+            os.unlink(temp)
+        return _read_key(path)
+    except OSError as exc:
+        raise RecordError(f"cannot create the record key {path}: {exc}") from exc
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RecordError(f"cannot read the record key {path}: {exc}") from exc
+    if len(key) != KEY_BYTES:
+        raise RecordError(
+            f"{path} is not a record key: expected {KEY_BYTES} bytes, found {len(key)}"
+        )
+    return key
+
+
+class RecordStore(Protocol):
+    """Where decision records go. Append-only: there is no update and no delete."""
+
+    def append(self, record_fields: Mapping[str, Any]) -> DecisionRecord: ...
+
+    def append_outcome(
+        self, decision_id: str, status: str, error: str | None = None
+    ) -> OutcomeRecord: ...
+
+    def query(
+        self,
+        *,
+        decision: str | None = None,
+        tool: str | None = None,
+        rule: str | None = None,
+        since: TimeBound = None,
+        until: TimeBound = None,
+        limit: int | None = 100,
+    ) -> list[DecisionRecord]: ...
+
+    def get(self, decision_id: str) -> DecisionRecord | None: ...
+
+    def outcomes(self, decision_id: str) -> list[OutcomeRecord]: ...
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        format: Literal["jsonl", "csv"] = "jsonl",
+        *,
+        decision: str | None = None,
+        tool: str | None = None,
+        rule: str | None = None,
+        since: TimeBound = None,
+        until: TimeBound = None,
+    ) -> int: ...
+
+    def verify(self) -> VerifyResult: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One entry waiting for the group commit, and then its outcome."""
+
+    document: dict[str, Any]
+    record: DecisionRecord | OutcomeRecord
+    result: DecisionRecord | OutcomeRecord | None = None
+    error: str | None = None
+    cause: BaseException | None = None
+    done: bool = False
+
+
+def _filters(
+    decision: str | None,
+    tool: str | None,
+    rule: str | None,
+    since: TimeBound,
+    until: TimeBound,
+) -> tuple[str, list[Any]]:
+    clauses = ["kind = 'decision'"]
+    params: list[Any] = []
+    for column, value in (("decision", decision), ("tool", tool), ("rule", rule)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        clauses.append("timestamp >= ?")
+        params.append(parse_timestamp(since))
+    if until is not None:
+        clauses.append("timestamp < ?")
+        params.append(parse_timestamp(until))
+    return " AND ".join(clauses), params
+
+
+class SQLiteRecordStore:
+    """A :class:`RecordStore` in one SQLite file, safe for many threads and processes.
+
+    Args:
+        path: the database file (conventionally ``<VETO_HOME>/records.sqlite3``); parent
+            directories are created.
+        synchronous: ``"normal"`` — durable against a killed process; ``"full"`` — also
+            against power loss, at the cost of an fsync per group commit.
+        busy_timeout: seconds to wait for another process's write lock before failing.
+        create: create the database if it does not exist; with False a missing file is an
+            error (the CLI's read commands).
+        max_batch: most entries written in one group-commit transaction.
+        linger: seconds a leader may wait for the writers it expects (as many as joined the
+            previous batch) before committing; 0 disables. A lone writer never waits.
+
+    Raises:
+        RecordError: the database cannot be opened, created or written.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "normal",
+        busy_timeout: float = 10.0,
+        create: bool = True,
+        max_batch: int = 1024,
+        linger: float = 0.0005,
+    ) -> None:
+        if synchronous not in ("normal", "full", "extra"):
+            raise ValueError(
+                f"synchronous must be 'normal', 'full' or 'extra', found {synchronous!r}"
+            )
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._max_batch = max(1, max_batch)
+        self._linger = max(0.0, linger)
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # batch done / leader free
+        self._arrived = threading.Condition(lock)  # an entry joined the queue
+        self._queue: list[_Pending] = []
+        self._writing = False
+        self._lingering = False
+        self._expected = 1
+        self._last_batch = 1
+        self._closed = False
+        self._read_lock = threading.Lock()
+        self._checkpoint_due = threading.Event()
+        self._commits_since_checkpoint = 0
+        self._restart_due = False
+        if not create and not self.path.is_file():
+            raise RecordError(f"no decision record store at {self.path}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordError(f"cannot create the directory of {self.path}: {exc}") from exc
+        self._writer = self._open_writer()
+        try:
+            self._reader = self._connect()
+        except sqlite3.Error as exc:
+            self._writer.close()
+            raise RecordError(f"cannot open decision records {self.path}: {exc}") from exc
+        self._checkpointer: threading.Thread | None = None
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connect()
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RecordError(f"cannot use WAL journal mode for {self.path} (got {mode})")
+            conn.execute("BEGIN IMMEDIATE")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                # One statement at a time: executescript() would commit the transaction.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise RecordError(
+                    f"{self.path} has record schema version {version}; this veto-opa reads "
+                    f"version {SCHEMA_VERSION}"
+                )
+            conn.execute("COMMIT")
+            # Checkpoints (copying the WAL into the database, with fsyncs) run on their own
+            # thread, not inside some caller's append; see _checkpoint_loop.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
+            return conn
+        except (sqlite3.Error, RecordError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, RecordError):
+                raise
+            raise RecordError(f"cannot open decision records {self.path}: {exc}") from exc
+
+    # -- writing -----------------------------------------------------------------------
+
+    def append(self, record_fields: Mapping[str, Any]) -> DecisionRecord:
+        """Record one decision; returns once it is committed.
+
+        ``decision_id`` (a new UUID4) and ``timestamp`` (now) are filled in when absent; the
+        store assigns ``sequence``, ``prev_hash`` and ``record_hash``.
+
+        Args:
+            record_fields: the :class:`DecisionRecord` fields, arguments already redacted.
+
+        Returns:
+            The record as stored.
+
+        Raises:
+            RecordError: the fields are invalid, the decision id is already recorded, or the
+                database cannot be written (full disk, locked, closed store).
+        """
+        fields = dict(record_fields)
+        supplied = [name for name in CHAIN_FIELDS if name in fields]
+        if supplied:
+            raise RecordError(f"{', '.join(supplied)} are assigned by the store, not the caller")
+        if fields.get("decision_id") is None:
+            fields["decision_id"] = str(uuid.uuid4())
+        if fields.get("timestamp") is None:
+            fields["timestamp"] = now_timestamp()
+        return self._submit(self._pending(DecisionRecord, fields))  # type: ignore[return-value]
+
+    def append_outcome(
+        self, decision_id: str, status: str, error: str | None = None
+    ) -> OutcomeRecord:
+        """Record what happened after a decision, as its own chained entry.
+
+        Args:
+            decision_id: the decision this outcome belongs to.
+            status: a short lowercase word: ``executed``, ``failed``, ``skipped``, ...
+            error: what went wrong, for a failure.
+
+        Raises:
+            RecordError: unknown decision id, invalid status, or the write failed.
+        """
+        fields = {
+            "decision_id": decision_id,
+            "status": status,
+            "error": error,
+            "timestamp": now_timestamp(),
+        }
+        return self._submit(self._pending(OutcomeRecord, fields))  # type: ignore[return-value]
+
+    record_outcome = append_outcome
+
+    @staticmethod
+    def _pending(
+        model: type[DecisionRecord] | type[OutcomeRecord], fields: dict[str, Any]
+    ) -> _Pending:
+        # Validate here, in the caller's thread, with placeholder chain fields; the leader
+        # fills in the real ones.
+        placeholder = {"sequence": 1, "prev_hash": GENESIS_HASH, "record_hash": GENESIS_HASH}
+        try:
+            record = model.model_validate({**fields, **placeholder})
+            return _Pending(record.document(), record)
+        except ValidationError as exc:
+            kind = "decision" if model is DecisionRecord else "outcome"
+            raise RecordError(f"invalid {kind} record: {exc}") from exc
+
+    def _submit(self, item: _Pending) -> DecisionRecord | OutcomeRecord:
+        cond = self._cond
+        with cond:
+            if self._closed:
+                raise RecordError(f"the record store {self.path} is closed")
+            self._queue.append(item)
+            if self._lingering and len(self._queue) >= self._expected:
+                self._arrived.notify()
+        while True:
+            with cond:
+                while self._writing and not item.done:
+                    cond.wait()
+                if item.done:
+                    break
+                if self._closed:
+                    for pending in self._queue:
+                        pending.error = f"the record store {self.path} is closed"
+                        pending.done = True
+                    self._queue.clear()
+                    cond.notify_all()
+                    break
+                self._writing = True
+                self._linger_for_writers()
+                batch = self._queue[: self._max_batch]
+                del self._queue[: len(batch)]
+            try:
+                self._write_batch(batch)
+            finally:
+                restart = self._restart_due
+                with cond:
+                    for pending in batch:
+                        if pending.result is None and pending.error is None:
+                            pending.error = "the write was interrupted"
+                        pending.done = True
+                    self._last_batch = len(batch)
+                    self._writing = restart  # still ours while the WAL is reset
+                    cond.notify_all()
+                if restart:
+                    try:
+                        self._reset_wal()
+                    finally:
+                        with cond:
+                            self._writing = False
+                            cond.notify_all()
+        if item.error is not None:
+            raise RecordError(item.error) from item.cause
+        assert item.result is not None
+        return item.result
+
+    def _linger_for_writers(self) -> None:
+        # Called by a new leader, lock held. When the previous batch had several writers they
+        # are probably about to enqueue again: waiting a fraction of a millisecond lets them
+        # join this commit. Beyond sharing the commit, it keeps them from competing with the
+        # leader for the GIL while it writes, which otherwise costs more than the write.
+        expected = min(self._last_batch, self._max_batch)
+        if self._linger <= 0 or expected <= 1 or len(self._queue) >= expected:
+            return
+        deadline = time.monotonic() + self._linger
+        self._expected = expected
+        self._lingering = True
+        try:
+            while len(self._queue) < expected and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.wait(remaining)
+        finally:
+            self._lingering = False
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
+        conn = self._writer
+        written: list[_Pending] = []
+        try:
+            if conn.in_transaction:  # left open by an interrupted leader
+                conn.rollback()
+            conn.execute("BEGIN IMMEDIATE")
+            head = conn.execute(_HEAD).fetchone()
+            sequence, prev_hash = head if head is not None else (0, GENESIS_HASH)
+            # One lookup for the whole batch: which decision ids exist already? (Checked
+            # under the write lock, so no other writer can add one meanwhile.)
+            known = self._known_decisions(conn, [item.document["decision_id"] for item in batch])
+            rows = []
+            for item in batch:
+                document = item.document
+                decision_id = document["decision_id"]
+                if item.record.kind == "outcome":
+                    if decision_id not in known:
+                        item.error = f"unknown decision_id {decision_id!r}"
+                        continue
+                elif decision_id in known:
+                    item.error = f"decision_id {decision_id!r} is already recorded"
+                    continue
+                else:
+                    known.add(decision_id)
+                sequence += 1
+                document["sequence"] = sequence
+                document["prev_hash"] = prev_hash
+                text, prev_hash = seal(document)
+                rows.append((sequence, *[document.get(c) for c in _MIRRORED], text))
+                written.append(item)
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except Exception as exc:  # sqlite3.Error above all; anything else must not escape either
+            try:
+                if conn.in_transaction:
+                    conn.rollback()
+            except sqlite3.Error:
+                pass
+            message = f"cannot write decision records to {self.path}: {exc}"
+            for item in batch:
+                item.error = item.error or message
+                item.cause = exc
+            return
+        for item in written:
+            # Equal to what was stored (for the JSON values a record holds).
+            chain = {name: item.document[name] for name in CHAIN_FIELDS}
+            item.result = item.record.model_copy(update=chain)
+        self._commits_since_checkpoint += 1
+        if self._commits_since_checkpoint >= _CHECKPOINT_EVERY:
+            self._commits_since_checkpoint = 0
+            self._request_checkpoint()
+
+    def _request_checkpoint(self) -> None:
+        # Leaders only (one at a time). The thread starts on first need and ends when idle,
+        # so a store that is seldom written, or never closed, holds no thread.
+        self._checkpoint_due.set()
+        if self._checkpointer is None or not self._checkpointer.is_alive():
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop,
+                name=f"veto-records-checkpoint:{self.path.name}",
+                daemon=True,
+            )
+            self._checkpointer.start()
+
+    @staticmethod
+    def _known_decisions(conn: sqlite3.Connection, decision_ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        unique = list(dict.fromkeys(decision_ids))
+        for start in range(0, len(unique), 500):  # stay far below SQLite's variable limit
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                row[0]
+                for row in conn.execute(
+                    f"SELECT decision_id FROM records WHERE kind = 'decision' "
+                    f"AND decision_id IN ({marks})",
+                    chunk,
+                )
+            )
+        return known
+
+    def _checkpoint_loop(self) -> None:
+        # WAL checkpoints copy committed pages into the database file and fsync both files
+        # (also under synchronous=NORMAL). Done inside an append, as SQLite's auto-checkpoint
+        # does, they cost every few hundredth caller milliseconds; here a PASSIVE checkpoint,
+        # which never blocks writers or readers, runs on this thread every _CHECKPOINT_EVERY
+        # commits. A failed checkpoint is simply retried later: the WAL keeps the data.
+        #
+        # A checkpoint running beside a busy writer never catches up with the last frames, and
+        # SQLite only rewinds the WAL when a write starts with every frame copied back. So once
+        # the WAL holds _RESET_FRAMES frames, the next leader finishes the job itself between
+        # two batches (_reset_wal), which keeps the file bounded.
+        conn: sqlite3.Connection | None = None
+        try:
+            while self._checkpoint_due.wait(_CHECKPOINTER_IDLE):
+                self._checkpoint_due.clear()
+                if self._closed:
+                    return
+                try:
+                    if conn is None:
+                        conn = self._connect()
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    continue
+                if row is not None and row[1] >= _RESET_FRAMES:
+                    self._restart_due = True
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _reset_wal(self) -> None:
+        # The leader, between batches: no write of this process runs, so this checkpoint
+        # copies the WAL to its end and the next transaction starts it over.
+        self._restart_due = False
+        with suppress(sqlite3.Error):
+            self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _read(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._read_lock:
+            if self._closed:
+                raise RecordError(f"the record store {self.path} is closed")
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise RecordError(f"cannot read decision records {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _decisions(rows: list[tuple[Any, ...]]) -> list[DecisionRecord]:
+        return [DecisionRecord.model_validate(json.loads(text)) for (text,) in rows]
+
+    def query(
+        self,
+        *,
+        decision: str | None = None,
+        tool: str | None = None,
+        rule: str | None = None,
+        since: TimeBound = None,
+        until: TimeBound = None,
+        limit: int | None = 100,
+    ) -> list[DecisionRecord]:
+        """Decision records matching every given filter, newest (highest sequence) first.
+
+        Args:
+            decision, tool, rule: exact matches.
+            since: earliest timestamp, inclusive (datetime or ISO 8601 text; naive means UTC).
+            until: latest timestamp, exclusive.
+            limit: most records returned; None for all.
+
+        Raises:
+            ValueError: ``since`` or ``until`` is not a date-time.
+            RecordError: the database cannot be read.
+        """
+        where, params = _filters(decision, tool, rule, since, until)
+        sql = f"SELECT json FROM records WHERE {where} ORDER BY sequence DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, int(limit)))
+        return self._decisions(self._read(sql, params))
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        """The decision record with this id, or None. Its outcomes: :meth:`outcomes`."""
+        rows = self._read(
+            "SELECT json FROM records WHERE kind = 'decision' AND decision_id = ?", (decision_id,)
+        )
+        return self._decisions(rows)[0] if rows else None
+
+    def outcomes(self, decision_id: str) -> list[OutcomeRecord]:
+        """The outcomes recorded for a decision, oldest first."""
+        rows = self._read(
+            "SELECT json FROM records WHERE kind = 'outcome' AND decision_id = ? ORDER BY sequence",
+            (decision_id,),
+        )
+        return [OutcomeRecord.model_validate(json.loads(text)) for (text,) in rows]
+
+    def count(self) -> int:
+        """How many entries (decisions and outcomes) the chain holds."""
+        return int(self._read("SELECT COUNT(*) FROM records")[0][0])
+
+    def _scan(
+        self, sql: str, params: list[Any] | tuple[Any, ...] = ()
+    ) -> Iterator[tuple[Any, ...]]:
+        # Long reads (export, verify) use their own connection: one consistent snapshot, and
+        # query() is not held up meanwhile.
+        if self._closed:
+            raise RecordError(f"the record store {self.path} is closed")
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot read decision records {self.path}: {exc}") from exc
+        try:
+            yield from conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot read decision records {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        format: Literal["jsonl", "csv"] = "jsonl",
+        *,
+        decision: str | None = None,
+        tool: str | None = None,
+        rule: str | None = None,
+        since: TimeBound = None,
+        until: TimeBound = None,
+    ) -> int:
+        """Write matching decisions and their outcomes, in sequence order, atomically.
+
+        Args:
+            path: the file to write; ``jsonl`` also writes ``<path>.sha256``.
+            format: ``"jsonl"`` (verifiable, see :func:`verify_export`) or ``"csv"``.
+            decision, tool, rule, since, until: the filters of :meth:`query`; the outcomes
+                of the selected decisions come along.
+
+        Returns:
+            The number of entries written (decisions plus outcomes).
+
+        Raises:
+            RecordError: the database cannot be read or the file cannot be written.
+        """
+        if format not in ("jsonl", "csv"):
+            raise ValueError(f"format must be 'jsonl' or 'csv', found {format!r}")
+        where, params = _filters(decision, tool, rule, since, until)
+        if params:
+            sql = (
+                f"SELECT json FROM records WHERE ({where}) OR (kind = 'outcome' AND decision_id "
+                f"IN (SELECT decision_id FROM records WHERE {where})) ORDER BY sequence"
+            )
+            params = params + params
+        else:
+            sql = "SELECT json FROM records ORDER BY sequence"
+        with closing(self._scan(sql, params)) as rows:
+            texts = (text for (text,) in rows)
+            try:
+                if format == "jsonl":
+                    return export_files.write_jsonl(path, texts)
+                return export_files.write_csv(path, (json.loads(text) for text in texts))
+            except OSError as exc:
+                raise RecordError(f"cannot write the export {path}: {exc}") from exc
+
+    def verify(self) -> VerifyResult:
+        """Recompute the whole chain in sequence order.
+
+        Checks each entry's hash against its content, each ``prev_hash`` against the entry
+        before, that sequences run from 1 without gaps, and that the indexed columns agree
+        with the stored document — so an edit to any column, a deleted, inserted or moved row
+        is reported with its sequence.
+
+        Raises:
+            RecordError: the database cannot be read.
+        """
+        checker = ChainChecker()
+        columns = ", ".join(("sequence", *_MIRRORED, "json"))
+        with closing(self._scan(f"SELECT {columns} FROM records ORDER BY sequence")) as rows:
+            for row in rows:
+                sequence, text = row[0], row[-1]
+                try:
+                    document = json.loads(text)
+                except (TypeError, ValueError) as exc:
+                    checker.fail(sequence, f"stored JSON is not valid: {exc}")
+                    break
+                mirrored = dict(zip(_MIRRORED, row[1:-1], strict=True))
+                if not checker.feed(document, expected_sequence=sequence, columns=mirrored):
+                    break
+        return checker.result()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish the write in progress, fail the appends still waiting, close the files."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            while self._writing:
+                self._cond.wait()
+            self._cond.notify_all()
+        self._checkpoint_due.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+        with suppress(sqlite3.Error):  # SQLite checkpoints again when the connection closes
+            self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._writer.close()
+        with self._read_lock:
+            self._reader.close()
+
+    def __enter__(self) -> SQLiteRecordStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteRecordStore({str(self.path)!r}, synchronous={self.synchronous!r})"
