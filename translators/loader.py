@@ -24,7 +24,7 @@ import difflib
 import hashlib
 import math
 import re
-import string
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,8 +58,9 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 """Largest policy file accepted (4 MiB)."""
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
-_TOOL_CHARS = frozenset(string.ascii_letters + string.digits + "_.:-*?")
+_TOOL_FORBIDDEN = frozenset("[]{},\\")
 _TOOL_HINTS = {
+    "\\": "'*' and '?' are the only wildcards, and they cannot be escaped",
     "[": "character classes are not supported",
     "]": "character classes are not supported",
     "{": "braces are not supported; list the tools instead",
@@ -453,13 +454,14 @@ def _tool_problem(pattern: str) -> tuple[int, str] | None:
         if c == "*" and pattern.startswith("**", k):
             return k, (f"bad tool pattern {pattern!r}: '**' at column {k + 1}; a single '*' "
                        "already matches any characters")
-        if c not in _TOOL_CHARS:
+        # Tool names are compared exactly, so any printable character is fine (agents
+        # other than Mistral's allow more than [A-Za-z0-9_-]); only glob syntax that we
+        # do not support, separators and invisible characters are refused.
+        if c in _TOOL_FORBIDDEN or c.isspace() or unicodedata.category(c).startswith("C"):
             hint = _TOOL_HINTS.get(c)
             shown = "' ' (a space)" if c == " " else repr(c)
             return k, (f"bad tool pattern {pattern!r}: {shown} at column {k + 1} is not "
-                       "allowed" + (f" ({hint})" if hint else "")
-                       + "; tool names use letters, digits, '_', '.', ':', '-' and the "
-                       "wildcards '*' and '?'")
+                       f"allowed ({hint or 'tool names have no spaces or control characters'})")
     return None
 
 

@@ -19,6 +19,7 @@ reports all of them.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ class _Parser:
     def __init__(self, text: str, tokens: list[Token]) -> None:
         self.source = text
         self.tokens = tokens
+        self.starts = [t.start for t in tokens]
         self.pos = 0
         self.nesting = 0
         self.scope: list[str] = []
@@ -105,11 +107,9 @@ class _Parser:
         """Source text of a span, whitespace between tokens folded to one space."""
         parts: list[str] = []
         last = None
-        for tok in self.tokens:
+        for tok in self.tokens[bisect.bisect_left(self.starts, start):]:
             if tok.start >= end or tok.kind is Kind.EOF:
                 break
-            if tok.start < start:
-                continue
             if last is not None and tok.start > last:
                 parts.append(" ")
             parts.append(tok.text)
