@@ -1,1 +1,33 @@
-"""Veto YAML → Rego: the policy compiler, imported as ``veto_opa.translators``."""
+"""Veto YAML → Rego: the policy compiler, imported as ``veto_opa.translators``.
+
+    from veto_opa.translators import build
+    compiled = build(["veto/policies.yaml"])       # raises PolicyError listing every problem
+    bundle = compiled.bundle()                      # an OPA bundle (roots ["veto"])
+    print(compiled.generated()["veto/policies/policies.rego"])
+
+The pipeline, one module each: ``source`` (YAML with positions) → ``schema`` (pydantic) →
+``loader`` (checked ``Policy``) with ``tokens`` → ``parser`` → ``checker`` for conditions;
+then ``generator`` and ``explainer`` (conditions → Rego) → ``compiler`` (modules from the
+``templates``) → ``bundle`` (manifest, tar.gz, signatures). ``evaluator`` is the reference
+semantics the generated Rego is tested against; ``regotest`` runs Rego unit tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from veto_opa.translators.compiler import Compiled, compile_policies, library_modules
+from veto_opa.translators.loader import load_policies, load_policy
+
+__all__ = ["Compiled", "build", "compile_policies", "library_modules", "load_policies",
+           "load_policy"]
+
+
+def build(paths: Sequence[str | Path]) -> Compiled:
+    """Load, check and compile policy files.
+
+    Raises:
+        veto_opa.errors.PolicyError: every problem of every file, as ``file:line:col: message``.
+    """
+    return compile_policies(load_policies(paths))

@@ -251,7 +251,7 @@ test_unknown_default_fails_closed if {
 }
 
 test_deny_when_no_policy_is_loaded if {
-	d := veto.decision with input as _call with data.veto.policies as {}
+	d := veto.decision with input as _call with data.veto.policies as {} with data.veto.bundle as {}
 	d == {
 		"decision": "deny",
 		"rule": null,
