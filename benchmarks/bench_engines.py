@@ -1,0 +1,192 @@
+"""Latency and throughput of the engines, next to what they are built on.
+
+    .venv/bin/python benchmarks/bench_engines.py [--seconds 2] [--threads 4]
+
+Rows, all deciding the seed policy (examples/policies.yaml) for a cycle of realistic inputs:
+
+- raw ``OpaEngine.eval_document`` — the embedded OPA engine without veto-opa;
+- ``EmbeddedEngine.decide`` on one thread, then on ``--threads`` threads (pool: cpu count),
+  and once more against raw evaluation on the very OPA engine it uses (a pool of one), which
+  isolates the engine's own per-call cost from differences between OPA engine instances;
+- ``RestEngine.decide`` against the OPA stand-in (tests/opa_standin.py), one thread;
+- a bare ``http.client`` POST of the same body over a kept-alive connection to the same
+  stand-in, so the client's own cost (requests + opa-python-client + checks) is the difference.
+
+Latency is measured around each call. Paired rows (raw vs embedded, REST vs http.client)
+alternate call by call, so that load from other processes hits both alike; ops/s of a paired
+row is its share of the time (calls / seconds spent in that row's calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from opa_bindings import OpaEngine  # noqa: E402
+
+from tests.opa_standin import OpaStandin  # noqa: E402
+from veto_opa.engines.embedded import EmbeddedEngine  # noqa: E402
+from veto_opa.engines.rest import RestEngine  # noqa: E402
+from veto_opa.translators.bundle import load_into_engine  # noqa: E402
+from veto_opa.translators.compiler import compile_policies  # noqa: E402
+from veto_opa.translators.loader import load_policy  # noqa: E402
+
+
+def _call(tool: str, args: dict[str, Any], **context: Any) -> dict[str, Any]:
+    return {"tool": tool, "args": args, "context": context, "model": "mistral-large-latest",
+            "call_id": "call_1"}
+
+
+INPUTS = [
+    _call("execute_sql", {"statement": "DROP TABLE users", "database": "analytics"},
+          environment="production"),
+    _call("execute_sql", {"statement": "SELECT * FROM orders", "database": "analytics"},
+          environment="production", user_role="analyst"),
+    _call("execute_sql", {"statement": "SELECT 1", "database": "billing"},
+          environment="staging"),
+    _call("rotate_secret", {"service": "stripe", "secret_path": "/secrets/app/key"}),
+    _call("send_email", {"to": "oncall@example.com", "subject": "disk full"}),
+]
+
+Samples = list[float]
+
+
+def measure(fn: Callable[[dict[str, Any]], Any], seconds: float, threads: int = 1) -> Samples:
+    """Per-call latencies (seconds) of ``fn`` over the inputs, from ``threads`` threads."""
+    for input in INPUTS * 4:   # warm up
+        fn(input)
+    deadline = time.perf_counter() + seconds
+    results: list[Samples] = [[] for _ in range(threads)]
+
+    def worker(out: Samples) -> None:
+        i = 0
+        clock = time.perf_counter
+        while True:
+            started = clock()
+            fn(INPUTS[i % len(INPUTS)])
+            ended = clock()
+            out.append(ended - started)
+            i += 1
+            if ended > deadline:
+                return
+
+    workers = [threading.Thread(target=worker, args=(out,)) for out in results]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return [s for out in results for s in out]
+
+
+def paired(cells: dict[str, Callable[[dict[str, Any]], Any]],
+           seconds: float) -> dict[str, Samples]:
+    """Latencies of several functions called in turn on the same inputs, one call each.
+
+    Alternating call by call (the order flipping every round) makes load from other processes
+    and CPU frequency changes hit every function alike, so their ratio is meaningful.
+    """
+    names = list(cells)
+    for input in INPUTS * 4:   # warm up
+        for name in names:
+            cells[name](input)
+    samples: dict[str, Samples] = {name: [] for name in names}
+    clock = time.perf_counter
+    deadline = clock() + seconds * len(names)
+    i = 0
+    while clock() < deadline:
+        input = INPUTS[i % len(INPUTS)]
+        for name in (names if i % 2 else reversed(names)):
+            started = clock()
+            cells[name](input)
+            samples[name].append(clock() - started)
+        i += 1
+    return samples
+
+
+def row(name: str, samples: Samples, seconds: float | None, threads: int) -> str:
+    """A table row; ops/s over ``seconds`` of wall time, or over the calls' own time if None."""
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered) * 1e6
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6
+    ops = len(ordered) / (seconds if seconds is not None else sum(ordered))
+    return f"| {name:<44} | {threads:>7} | {p50:>8.1f} | {p99:>8.1f} | {ops:>9,.0f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per row")
+    parser.add_argument("--threads", type=int, default=4, help="threads of the parallel row")
+    options = parser.parse_args()
+
+    bundle = compile_policies([load_policy(ROOT / "examples" / "policies.yaml")]).bundle()
+    raw = OpaEngine()
+    load_into_engine(bundle, raw)
+    embedded = EmbeddedEngine(bundle)
+    single = EmbeddedEngine(bundle, pool_size=1)
+    inner = single._pool.engines[0]   # the one OPA engine behind `single`
+    standin = OpaStandin(bundle, decision_logs=True, pool_size=2)
+    url = standin.start()
+    rest = RestEngine(url)
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    bodies = {id(i): json.dumps({"input": i}, separators=(",", ":")).encode() for i in INPUTS}
+
+    def bare_post(input: dict[str, Any]) -> Any:
+        connection.request("POST", "/v1/data/veto/decision", body=bodies[id(input)],
+                           headers={"Content-Type": "application/json"})
+        return json.loads(connection.getresponse().read())
+
+    try:
+        local = paired({"raw": lambda i: raw.eval_document("veto.decision", i),
+                        "embedded": embedded.decide}, options.seconds)
+        parallel = measure(embedded.decide, options.seconds, options.threads)
+        same = paired({"raw": lambda i: inner.eval_document("veto.decision", i),
+                       "decide": single.decide}, options.seconds)
+        remote = paired({"rest": rest.decide, "bare": bare_post}, options.seconds)
+        assert standin.connections == 2, "each client must keep one connection alive"
+    finally:
+        connection.close()
+        rest.close()
+        standin.stop()
+        embedded.close()
+        single.close()
+        raw.close()
+
+    seconds = options.seconds
+    print(f"engines on the seed policy; {os.cpu_count()} CPUs, pool size {embedded.pool_size}, "
+          f"{seconds:g} s per row, load average {os.getloadavg()[0]:.2f}")
+    print()
+    print(f"| {'what':<44} | threads | p50 µs   | p99 µs   | ops/s     |")
+    print(f"|{'-' * 46}|---------|----------|----------|-----------|")
+    print(row("(a) raw OpaEngine.eval_document", local["raw"], None, 1))
+    print(row("(b) EmbeddedEngine.decide", local["embedded"], None, 1))
+    print(row("(b) EmbeddedEngine.decide", parallel, seconds, options.threads))
+    print(row("(c) RestEngine.decide -> stand-in", remote["rest"], None, 1))
+    print(row("(d) http.client POST -> stand-in, kept alive", remote["bare"], None, 1))
+    print()
+    ratio = statistics.median(local["embedded"]) / statistics.median(local["raw"])
+    overhead = (statistics.median(local["embedded"]) - statistics.median(local["raw"])) * 1e6
+    same_ratio = statistics.median(same["decide"]) / statistics.median(same["raw"])
+    same_overhead = (statistics.median(same["decide"]) - statistics.median(same["raw"])) * 1e6
+    client = (statistics.median(remote["rest"]) - statistics.median(remote["bare"])) * 1e6
+    print(f"embedded / raw at p50: {ratio:.3f}x ({overhead:+.1f} µs per call; two OPA engines, "
+          "which differ by tens of µs between instances)")
+    print(f"decide / eval_document on the same OPA engine (pool of 1) at p50: {same_ratio:.3f}x "
+          f"({same_overhead:+.1f} µs per call: the engine's own overhead)")
+    print(f"REST client cost over a bare http.client POST at p50: {client:+.1f} µs per call")
+
+
+if __name__ == "__main__":
+    main()

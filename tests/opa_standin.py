@@ -1,0 +1,317 @@
+"""A stand-in for an OPA server, for the REST engine's tests and benchmarks.
+
+It exists because no OPA binary or Docker engine can run on these machines. It speaks OPA's
+REST Data API — the subset veto-opa uses — over the embedded OPA engine (``opa_bindings``,
+OPA's own Go evaluator) loaded with the built bundle, read from the same ``.tar.gz`` that
+``veto-opa build -o`` writes (``read_bundle`` + ``load_into_engine``). The same tests run
+against a real OPA server in ``tests/integration/test_real_opa.py``.
+
+    with OpaStandin("build/veto.tar.gz", decision_logs=True) as url:
+        RestEngine(url).decide({...})
+
+What it serves, as OPA does (docs/rest-api.md, v1/server/types and writer):
+
+- ``POST /v1/data/{path}`` and ``POST /v1/data`` with body ``{"input": ...}`` -> 200
+  ``{"result": ..., "decision_id": ...}``; undefined -> 200 ``{}`` (plus ``decision_id``);
+  body that is not JSON -> 400 ``{"code": "invalid_parameter", ...}``; evaluation error -> 500
+  ``{"code": "internal_error", "message": "error(s) occurred while evaluating query",
+  "errors": [{"code", "message", "location"}]}``. ``GET /v1/data/{path}?input=<json>`` too.
+  Query parameters such as ``?metrics`` and ``?provenance`` are accepted and ignored.
+- ``GET /health`` -> 200 ``{}``; ``GET /health?bundles`` (or ``?bundle``) -> 200 ``{}`` when a
+  bundle is loaded, else 500 ``{"error": "not all configured bundles have been activated"}``.
+- ``PUT``/``PATCH``/``DELETE`` on the Data API -> 405 (OPA writes data there; the stand-in
+  does not); anything else, the Policy API included -> 404 ``404 page not found``.
+
+Differences from OPA: builtin errors are always strict (OPA's server makes them undefined
+unless ``?strict-builtin-errors``), ``{"input": null}`` counts as no input, and responses are
+compact JSON (OPA writes a trailing newline, and indents error bodies).
+
+For tests it counts TCP connections (:attr:`connections`), records every request
+(:attr:`requests`, with its headers) and injects failures: :attr:`delay` before answering,
+a forced :attr:`status` with a raw :attr:`body`, :attr:`close_connection` without answering,
+and ``bundle=None`` (nothing loaded: every document is undefined).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
+
+from veto_opa.translators.bundle import Bundle, load_into_engine, read_bundle
+
+_EVAL_ERROR = re.compile(r"^(?P<file>[^:\s]+):(?P<row>\d+): (?P<code>[a-z_]+): (?P<message>.*)$",
+                         re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the stand-in received it; header names are lower-cased."""
+
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class OpaStandin:
+    """An HTTP/1.1 server on 127.0.0.1 (a free port) answering like OPA.
+
+    Args:
+        bundle: a bundle, or the path of a ``.tar.gz``/directory; None loads nothing.
+        decision_logs: add a ``decision_id`` to every Data API answer, as OPA does when
+            decision logging is on.
+        pool_size: OPA engines answering in parallel.
+    """
+
+    def __init__(self, bundle: Bundle | str | os.PathLike[str] | None, *,
+                 decision_logs: bool = False, pool_size: int = 4) -> None:
+        self.decision_logs = decision_logs
+        self.delay = 0.0
+        """Seconds to wait before answering (interrupted when the server stops)."""
+        self.status: int | None = None
+        """When set, answer every request with this status and :attr:`body` instead."""
+        self.body = b""
+        self.content_type = "application/json"
+        self.close_connection = False
+        """When true, read each request and close the connection without answering."""
+        self.requests: list[Request] = []
+        self.connections = 0
+        self._pool_size = pool_size
+        self._engines: queue.SimpleQueue[OpaEngine] = queue.SimpleQueue()
+        self._all: list[OpaEngine] = []
+        self._loaded = False
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._sockets: set[socket.socket] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.load(bundle)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the stand-in is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        """Listen and serve in a background thread; returns the base URL."""
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.standin = self
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="opa-standin", daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and close the OPA engines."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            with self._lock:
+                for sock in list(self._sockets):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            self._server.server_close()
+            assert self._thread is not None
+            self._thread.join()
+            self._server = None
+        self._close_engines(self._engines, self._all)
+        self._all = []
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def load(self, bundle: Bundle | str | os.PathLike[str] | None) -> None:
+        """Replace what is loaded; requests in flight finish on the engines they hold."""
+        if bundle is not None and not isinstance(bundle, Bundle):
+            bundle = read_bundle(bundle)
+        engines = []
+        for _ in range(self._pool_size):
+            engine = OpaEngine()
+            if bundle is not None:
+                load_into_engine(bundle, engine)
+                try:   # prepare the usual query now, as OPA compiles at activation
+                    engine.eval_document("veto.decision", {})
+                except OpaError:
+                    pass
+            engines.append(engine)
+        idle: queue.SimpleQueue[OpaEngine] = queue.SimpleQueue()
+        for engine in engines:
+            idle.put(engine)
+        old = (self._engines, self._all)
+        self._engines, self._all = idle, engines
+        self._loaded = bundle is not None
+        self._close_engines(*old)
+
+    @staticmethod
+    def _close_engines(idle: queue.SimpleQueue[OpaEngine], engines: list[OpaEngine]) -> None:
+        # Close each engine once it is idle: an engine must not be closed while it evaluates.
+        for _ in engines:
+            try:
+                idle.get(timeout=10).close()
+            except queue.Empty:
+                return
+
+    def headers(self) -> list[dict[str, str]]:
+        """The headers of every request received so far."""
+        return [r.headers for r in self.requests]
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def evaluate(self, path: str, input: Any) -> tuple[int, dict[str, Any]]:
+        """Status and body for a Data API query of ``data.<path>`` (dotted, "" for data)."""
+        idle = self._engines
+        engine = idle.get()
+        try:
+            value = engine.eval_document(path, input)
+        except OpaUndefinedError:
+            body: dict[str, Any] = {}
+        except OpaError as error:
+            return 500, {"code": "internal_error",
+                         "message": "error(s) occurred while evaluating query",
+                         "errors": [_topdown_error(error)]}
+        else:
+            body = {"result": value}
+        finally:
+            idle.put(engine)
+        if self.decision_logs:
+            body["decision_id"] = str(uuid.uuid4())
+        return 200, body
+
+
+def _topdown_error(error: OpaError) -> dict[str, Any]:
+    """OPA's JSON for a topdown error, from the embedded engine's ``file:row: code: message``."""
+    match = _EVAL_ERROR.match(error.message)
+    if match is None:
+        return {"code": error.code, "message": error.message}
+    return {"code": match["code"], "message": match["message"],
+            "location": {"file": match["file"], "row": int(match["row"]), "col": 1}}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    standin: OpaStandin
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass   # a client that timed out and hung up is part of the tests, not an error
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "opa-standin"
+    wbufsize = -1                      # one write per response (with TCP_NODELAY below)
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        standin = self.server.standin
+        with standin._lock:
+            standin.connections += 1
+            standin._sockets.add(self.connection)
+
+    def finish(self) -> None:
+        standin = self.server.standin
+        with standin._lock:
+            standin._sockets.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        standin = self.server.standin
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        standin.requests.append(Request(method, self.path,
+                                        {k.lower(): v for k, v in self.headers.items()}, body))
+        if standin.delay and standin._stopping.wait(standin.delay):
+            self.close_connection = True
+            return
+        if standin.close_connection:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if standin.status is not None:
+            self._send(standin.status, standin.body, standin.content_type)
+            return
+        url = urlsplit(self.path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        route = unquote(url.path)
+        if route == "/health" and method == "GET":
+            if ("bundles" in query or "bundle" in query) and not standin._loaded:
+                self._json(500, {"error": "not all configured bundles have been activated"})
+            else:
+                self._json(200, {})
+        elif route == "/v1/data" or route.startswith("/v1/data/"):
+            if method in ("GET", "POST"):
+                self._data(method, route[len("/v1/data"):].strip("/"), query, body)
+            else:
+                self._json(405, {"code": "invalid_operation",
+                                 "message": f"the stand-in does not implement {method} here"})
+        else:
+            self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
+
+    def _data(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        try:
+            if method == "POST":
+                request = json.loads(body) if body.strip() else {}
+                if not isinstance(request, dict):
+                    raise ValueError("expected a JSON object")
+                input = request.get("input")
+            else:
+                input = json.loads(query["input"][0]) if "input" in query else None
+        except ValueError as error:
+            self._json(400, {"code": "invalid_parameter",
+                             "message": f"body contains malformed input document: {error}"})
+            return
+        status, answer = self.server.standin.evaluate(path.replace("/", "."), input)
+        self._json(status, answer)
+
+    def _json(self, status: int, value: object) -> None:
+        self._send(status, json.dumps(value, separators=(",", ":")).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
