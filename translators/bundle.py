@@ -166,7 +166,14 @@ def build_bundle(
             raise BundleError(f"{path}: expected a '.rego' path and its source text")
         files[path] = source.encode("utf-8")
     for directory, value in (data or {}).items():
-        files[f"{directory}/data.json".lstrip("/")] = canonical_json(value) + b"\n"
+        # Sorted and compact is enough for reproducible bytes; signatures hash the parsed
+        # value (canonical_json) whatever the layout, and Python's encoder is much faster.
+        try:
+            text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise BundleError(f"{directory}/data.json: not JSON: {e}") from None
+        files[f"{directory}/data.json".lstrip("/")] = text.encode("utf-8") + b"\n"
     bundle = Bundle(files)
     _check_roots(bundle)
     return bundle

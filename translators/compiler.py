@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -20,7 +20,7 @@ import jinja2
 from veto_opa import __version__
 from veto_opa.translators import rego
 from veto_opa.translators.bundle import Bundle, build_bundle
-from veto_opa.translators.explainer import Explainer
+from veto_opa.translators import explainer
 from veto_opa.translators.generator import ConditionCompiler, Scope, _block
 from veto_opa.translators.policy import Policy, Rule
 
@@ -44,12 +44,15 @@ class Compiled:
     modules: dict[str, str]
     revision: str
 
+    data: dict[str, Any] = field(default_factory=dict)
+
     def bundle(self) -> Bundle:
         """The OPA bundle (roots ``veto``), with the sources named in its metadata."""
         return build_bundle(
             self.modules,
             revision=self.revision,
             roots=("veto",),
+            data=self.data,
             metadata={
                 "compiler": COMPILER,
                 "sources": [{"policy": p.name, "file": p.source, "sha256": p.sha256}
@@ -99,10 +102,14 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
     """Compile checked policies (from :func:`veto_opa.translators.loader.load_policies`)."""
     revision = revision_of(policies)
     modules = dict(library_modules())
+    data: dict[str, Any] = {}
     for p in policies:
         modules[p.module_path] = policy_module(p)
         if p.tests:
             modules[p.test_module_path] = test_module(p)
+        conditions = conditions_data(p)
+        if conditions:
+            data[f"veto/conditions/{p.name}"] = conditions
     modules["veto/bundle.rego"] = _env.get_template("bundle.rego.j2").render(
         version=__version__,
         revision=rego.string(revision),
@@ -110,15 +117,19 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
         sources=rego.value([{"policy": p.name, "file": p.source, "sha256": p.sha256}
                             for p in policies]),
     )
-    return Compiled(tuple(policies), modules, revision)
+    return Compiled(tuple(policies), modules, revision, data)
+
+
+def conditions_data(policy: Policy) -> dict[str, Any]:
+    """Each rule's condition as data, read by ``veto.lib.explain`` for error details."""
+    return {rule.name: explainer.spec(rule.when.node) for rule in policy.rules
+            if rule.when is not None}
 
 
 def policy_module(policy: Policy) -> str:
     """The Rego module of one policy."""
     rules = [_rule_context(policy, rule) for rule in policy.rules]
     imports = []
-    if any(r["condition"] for r in rules):
-        imports.append("data.veto.lib.explain")
     if any(r["uses_ops"] for r in rules):
         imports.append("data.veto.lib.ops")
     return _env.get_template("policy.rego.j2").render(
@@ -128,6 +139,7 @@ def policy_module(policy: Policy) -> str:
         title=rego.yaml_string(f"Veto policy {policy.name}"),
         description=rego.yaml_string(policy.description) if policy.description else None,
         package=policy.package,
+        policy_name=policy.name,
         imports=imports,
         policy=rego.value({"name": policy.name, "index": policy.index,
                            "default": policy.default, "source": policy.source,
@@ -140,40 +152,37 @@ def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
     prefix = f"_{rule.name}"
     ctx: dict[str, Any] = {
         "name": rule.name,
+        "name_string": rego.string(rule.name),
         "action": rule.action,
         "prefix": prefix,
-        "meta_name": prefix,
         "location": f"{_one_line(policy.source)}:{rule.line}:{rule.col}",
         "comment": _rule_comment(rule),
+        "status": prefix,
         "meta": rego.value({
-            "policy": policy.name, "index": rule.index, "rule": rule.name,
-            "action": rule.action, "message": rule.reason,
+            "index": rule.index, "action": rule.action, "message": rule.reason,
             "approvers": sorted(set(rule.approvers)),
         }),
         "tool_conditions": _tool_conditions(rule.tools),
         "condition": rule.when is not None,
         "uses_ops": False,
-        "fails_closed": rule.action != "allow",
     }
     if rule.when is None:
-        ctx["applies_when"] = "true"
+        ctx["status"] = "true"
         return ctx
     compiler = ConditionCompiler(prefix, rule.when)
     truth = compiler.truth_alternatives(rule.when.node, Scope())
     falsity = compiler.falsity_alternatives(rule.when.node, Scope())
-    explainer = Explainer(prefix)
+    # One else chain: each alternative that makes the condition true, then each that makes
+    # it false, then "error". True and false exclude each other, so the order is free.
+    bodies = [_block(b) for b in truth]
+    bodies += [f"false if {_block(b)}" for b in falsity]
+    bodies[1:len(truth)] = [f"true if {b}" for b in bodies[1:len(truth)]]
     ctx.update(
-        applies_when=f"{prefix}_T",
-        truth=[_block(b) for b in truth],
-        falsity=[_block(b) for b in falsity],
-        explain=explainer.detail(rule.when.node, indent=1),
-        helpers=compiler.helpers + explainer.helpers,
+        status=prefix,
+        bodies=bodies,
+        alternatives=len(truth) + len(falsity),
+        helpers=compiler.helpers,
         uses_ops=compiler.uses_ops,
-        unevaluable=rego.string(f"rule {rule.name} could not be evaluated: "),
-        error_entry=(
-            "{" + f'"policy": {rego.string(policy.name)}, "index": {rule.index}, '
-            f'"rule": {rego.string(rule.name)}, "detail": {prefix}_D' + "}"
-        ),
     )
     return ctx
 

@@ -91,14 +91,12 @@ class ConditionCompiler:
         self.uses_ops = False
         self.constants: dict[ex.Node, object] = {}
         self.macro_vars: dict[str, int] = {}
-        self.value_handlers: dict[str, Callable[[ex.Node, Scope], Val]] = {}
-        self.truth_handlers: dict[str, Callable[[ex.Node, Scope], Stmts]] = {}
-        self.falsity_handlers: dict[str, Callable[[ex.Node, Scope], Stmts]] = {}
-        for cls in ex.NODE_TYPES:
-            key = cls.key
-            self.value_handlers[key] = getattr(self, f"{key}_value", self.boolean_value)
-            self.truth_handlers[key] = getattr(self, f"{key}_truth", self.value_truth)
-            self.falsity_handlers[key] = getattr(self, f"{key}_falsity", self.value_falsity)
+        self.value_handlers = {k: getattr(self, name) for k, name in _VALUE.items()}
+        self.truth_handlers = {k: getattr(self, name) for k, name in _TRUTH.items()}
+        self.falsity_handlers = {k: getattr(self, name) for k, name in _FALSITY.items()}
+        # Nodes that read the input (or a macro variable): everything else is a constant.
+        self.variable: set[int] = set()
+        self._mark_variable(checked.node)
 
     # -- entry points -------------------------------------------------------------------
 
@@ -110,17 +108,24 @@ class ConditionCompiler:
             return Val([], rego.value(constant), solid=True)
         return self.value_handlers[node.key](node, scope)
 
+    def _mark_variable(self, node: ex.Node) -> bool:
+        variable = isinstance(node, (ex.Root, ex.Var))
+        for child in node.children():
+            variable = self._mark_variable(child) or variable
+        if variable:
+            self.variable.add(id(node))
+        return variable
+
     def constant(self, node: ex.Node) -> object:
         """The value of a node that reads no input (or an Err), folded at compile time.
 
         Besides saving work, folding keeps literal-only comparisons such as
         ``"a" == null`` out of the Rego: OPA's type checker rejects them as a match error.
         """
+        if id(node) in self.variable:
+            return _VARIABLE
         if node not in self.constants:
-            if any(isinstance(n, (ex.Root, ex.Var)) for n in node.walk()):
-                self.constants[node] = _VARIABLE
-            else:
-                self.constants[node] = evaluator.evaluate(node, {})
+            self.constants[node] = evaluator.evaluate(node, {})
         return self.constants[node]
 
     def truth(self, node: ex.Node, scope: Scope) -> Stmts:
@@ -422,6 +427,16 @@ class ConditionCompiler:
         if some:
             return [*stmts, f"some {loop_var} in {target.term}", *body]
         return [*stmts, f"every {loop_var} in {target.term} {_block(body)}"]
+
+
+# Handler names by node key, built once: a missing value handler means a boolean node
+# (compiled through its truth and falsity), a missing truth or falsity handler a value node.
+_VALUE = {c.key: f"{c.key}_value" if hasattr(ConditionCompiler, f"{c.key}_value")
+          else "boolean_value" for c in ex.NODE_TYPES}
+_TRUTH = {c.key: f"{c.key}_truth" if hasattr(ConditionCompiler, f"{c.key}_truth")
+          else "value_truth" for c in ex.NODE_TYPES}
+_FALSITY = {c.key: f"{c.key}_falsity" if hasattr(ConditionCompiler, f"{c.key}_falsity")
+            else "value_falsity" for c in ex.NODE_TYPES}
 
 
 def _uses(node: ex.Node, name: str) -> bool:

@@ -21,6 +21,9 @@ _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t
                   "\b": "\\b", "\f": "\\f"}
 
 
+_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]*\Z')
+
+
 def string(s: str) -> str:
     """A Rego string literal for ``s``.
 
@@ -31,6 +34,8 @@ def string(s: str) -> str:
     Raises:
         ValueError: when ``s`` holds a lone surrogate, which has no UTF-8 form.
     """
+    if _PLAIN.match(s):
+        return f'"{s}"'
     out = ['"']
     for c in s:
         o = ord(c)

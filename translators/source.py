@@ -121,9 +121,18 @@ def read_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]:
 
 
 def _compose(text: str) -> Node | None:
-    # The pure-Python composer, even where libyaml is installed (CSafeLoader is about five
-    # times faster): libyaml accepts some documents PyYAML rejects (tabs inside plain
-    # scalars), and whether a policy file is valid must not depend on how PyYAML was built.
+    # libyaml composes about five times faster than PyYAML's pure-Python reader, which
+    # matters for policies of thousands of rules, and its marks count characters as
+    # PyYAML's do. When it rejects a document, the pure-Python reader runs again so that
+    # the message and position are PyYAML's own. (libyaml accepts a few documents PyYAML
+    # rejects, tabs inside plain scalars; PyYAML's wheels include libyaml on every
+    # platform veto-opa supports, so the answer does not depend on the install there.)
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is not None:
+        try:
+            return yaml.compose(text, Loader=loader)
+        except yaml.YAMLError:
+            pass
     return yaml.compose(text, Loader=yaml.SafeLoader)
 
 

@@ -3,9 +3,14 @@
 # description: |
 #   Combines every compiled Veto policy package under data.veto.policies into one
 #   decision for the tool call in input. Each policy package defines `policy` (name,
-#   load index, default, source), a partial set `applies` of the rules that apply,
-#   and a partial set `errors` of the rules whose condition could not be evaluated.
+#   load index, default, source), `rules` (each rule's index, action, reason and
+#   approvers) and `status`: a pair [rule, value] for each rule that governs this tool,
+#   where value is its condition's, true, false or "error". Why a condition could not be evaluated comes from
+#   veto.lib.explain, which evaluates the condition's data form in
+#   data.veto.conditions.<policy>.<rule>.
 package veto
+
+import data.veto.lib.explain
 
 # METADATA
 # title: Decision for this tool call
@@ -30,7 +35,7 @@ decision_for(names) := result if {
 	result := _decision(
 		deciding.action,
 		deciding.rule,
-		object.get(deciding, "message", ""),
+		deciding.message,
 		_approvers(applying, deciding.action),
 		deciding.policy,
 		[_matched_entry(r) | some r in applying],
@@ -66,40 +71,73 @@ _decision(action, rule, reason, approvers, policy_name, matched, errors) := {
 
 # Only packages that define `policy` are Veto policies: the compiled example tests
 # (`<name>_test`) live under data.veto.policies too. Referencing `.policy` (and
-# later `.applies`/`.errors`) rather than the whole package keeps OPA from
+# later `.status` and `.rules`) rather than the whole package keeps OPA from
 # evaluating every rule of every package.
 _loaded_policies contains name if {
 	some name
 	data.veto.policies[name].policy
 }
 
-# The selected policies that exist, each with its normalised default.
+# The selected policies that exist.
 _selected(names) := {name: p |
 	some name in names
 	p := data.veto.policies[name].policy
 }
 
-# Applying rules of the selected policies in (policy index, rule index) order.
-# Sorting tuples orders by their first elements; names break ties deterministically.
-_applying(names) := [r |
-	some t in sort({[p.index, name, rule.index, rule.rule, rule] |
+# Rules that apply, in (policy index, rule index) order: those whose condition is true,
+# and the deny and require_approval rules whose condition is an error (fail closed).
+_applying(names) := [t[3] |
+	some t in sort({[p.index, name, meta.index, entry] |
 		some name, p in _selected(names)
-		some rule in data.veto.policies[name].applies
+		some rule in _applying_rules(name)
+		meta := data.veto.policies[name].rules[rule]
+		entry := _entry(name, rule, meta)
 	})
-	r := object.union(t[4], {"policy": t[1]})
 ]
 
-_errors(names) := [{"rule": t[4].rule, "detail": t[4].detail, "policy": t[1]} |
-	some t in sort({[p.index, name, e.index, e.rule, e] |
+_applying_rules(name) := {rule |
+	some [rule, status] in data.veto.policies[name].status
+	_applies(status, data.veto.policies[name].rules[rule].action)
+}
+
+_applies(true, _)
+
+_applies("error", action) if action != "allow"
+
+_entry(policy, rule, meta) := {
+	"policy": policy,
+	"rule": rule,
+	"action": meta.action,
+	"message": _message(policy, rule, meta),
+	"approvers": meta.approvers,
+}
+
+_message(policy, rule, meta) := sprintf("rule %s could not be evaluated: %s", [rule, _details[policy][rule]]) if {
+	[rule, "error"] in data.veto.policies[policy].status
+} else := meta.message
+
+# Rules whose condition is an error, in (policy index, rule index) order.
+_errors(names) := [{"rule": t[3], "detail": _details[t[1]][t[3]], "policy": t[1]} |
+	some t in sort({[p.index, name, data.veto.policies[name].rules[rule].index, rule] |
 		some name, p in _selected(names)
-		some e in data.veto.policies[name].errors
+		some [rule, "error"] in data.veto.policies[name].status
 	})
 ]
+
+# What was missing or ill-typed, per policy and rule in error; computed once per query.
+_details[policy][rule] := _detail(policy, rule) if {
+	some policy in _loaded_policies
+	some [rule, "error"] in data.veto.policies[policy].status
+}
+
+_detail(policy, rule) := d if {
+	d := explain.detail(data.veto.conditions[policy][rule])
+} else := "the condition could not be evaluated"
 
 _matched_entry(r) := {
 	"rule": r.rule,
 	"action": r.action,
-	"message": object.get(r, "message", ""),
+	"message": r.message,
 	"policy": r.policy,
 }
 

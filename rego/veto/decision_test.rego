@@ -4,8 +4,10 @@ import data.veto
 
 # The policy packages are faked with `with data.veto.policies as {...}`: OPA replaces
 # the whole subtree, including any compiled policy packages loaded beside this file,
-# so each test sees exactly the policies it names. Their `applies` and `errors` are
-# constant sets here: what is under test is how the library combines them.
+# so each test sees exactly the policies it names. Their `rules` and `status` are
+# constants here: what is under test is how the library combines them. The details of
+# rules in error come from veto.lib.explain, replaced by `_same` so that a test can state
+# them directly (the explainer has tests of its own).
 
 _policy(name, index, default_action) := {
 	"name": name,
@@ -25,14 +27,53 @@ _approval_rule(policy, index, name, action, approvers) := {
 	"approvers": approvers,
 }
 
-_error(policy, index, name, detail) := {
+# A rule whose condition is an error. With action allow it does not apply; with deny or
+# require_approval it applies (fail closed).
+_error(policy, index, name, detail) := _failing(policy, index, name, "allow", detail)
+
+_failing(policy, index, name, action, detail) := {
 	"policy": policy,
 	"index": index,
 	"rule": name,
+	"action": action,
+	"message": concat(" ", [name, "says", action]),
+	"approvers": [],
 	"detail": detail,
 }
 
-_package(policy, applies, errors) := {"policy": policy, "applies": applies, "errors": errors}
+# A compiled policy package: `rules` by name, and the status of the rules for this tool,
+# [rule, true] for those that apply and [rule, "error"] for those in error; `details` is this file's own
+# field, read by _details_of.
+_package(policy, applies, errors) := {
+	"policy": policy,
+	"rules": object.union(
+		{r.rule: _meta(r) | some r in applies},
+		{e.rule: _meta(e) | some e in errors},
+	),
+	"status": {[r.rule, true] | some r in applies} | {[e.rule, "error"] | some e in errors},
+	"details": {e.rule: e.detail | some e in errors},
+}
+
+_meta(r) := {"index": r.index, "action": r.action, "message": r.message, "approvers": r.approvers}
+
+_details_of(policies) := {name: p.details | some name, p in policies}
+
+_same(x) := x
+
+# The decision with details from the packages' `details`.
+_decide(policies) := d if {
+	d := veto.decision with input as _call
+		with data.veto.policies as policies
+		with data.veto.conditions as _details_of(policies)
+		with data.veto.lib.explain.detail as _same
+}
+
+_decide_for(names, policies) := d if {
+	d := veto.decision_for(names) with input as _call
+		with data.veto.policies as policies
+		with data.veto.conditions as _details_of(policies)
+		with data.veto.lib.explain.detail as _same
+}
 
 _call := {
 	"tool": "sql_execute",
@@ -278,14 +319,14 @@ test_errors_are_ordered_by_policy_then_rule if {
 		),
 		"sre": _package(
 			_policy("sre", 0, "allow"),
-			{_rule("sre", 4, "blocks", "deny")},
+			set(),
 			{
-				_error("sre", 4, "blocks", "context.environment is missing"),
+				_failing("sre", 4, "blocks", "deny", "context.environment is missing"),
 				_error("sre", 1, "reads", "args.limit is not a number"),
 			},
 		),
 	}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := _decide(policies)
 	d.decision == "deny"
 	d.errors == [
 		{"rule": "reads", "detail": "args.limit is not a number", "policy": "sre"},
@@ -301,7 +342,7 @@ test_errors_are_reported_when_no_rule_applies if {
 		set(),
 		{_error("sre", 0, "reads", "args.limit is missing")},
 	)}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := _decide(policies)
 	d.decision == "deny"
 	d.rule == null
 	d.errors == [{"rule": "reads", "detail": "args.limit is missing", "policy": "sre"}]
@@ -377,7 +418,7 @@ _two_policies := {
 }
 
 test_decision_for_ignores_policies_not_named if {
-	d := veto.decision_for({"sre"}) with input as _call with data.veto.policies as _two_policies
+	d := _decide_for({"sre"}, _two_policies)
 	d.decision == "require_approval"
 	d.rule == "needs_dba"
 	d.approvers == ["dba"]
@@ -391,7 +432,7 @@ test_decision_for_ignores_policies_not_named if {
 }
 
 test_decision_spans_every_loaded_policy if {
-	d := veto.decision with input as _call with data.veto.policies as _two_policies
+	d := _decide(_two_policies)
 	d.decision == "deny"
 	d.rule == "ops_blocks"
 	count(d.matched) == 2
@@ -399,8 +440,8 @@ test_decision_spans_every_loaded_policy if {
 }
 
 test_decision_for_all_names_equals_decision if {
-	everyone := veto.decision_for({"sre", "ops"}) with input as _call with data.veto.policies as _two_policies
-	d := veto.decision with input as _call with data.veto.policies as _two_policies
+	everyone := _decide_for({"sre", "ops"}, _two_policies)
+	d := _decide(_two_policies)
 	everyone == d
 }
 
@@ -408,4 +449,94 @@ test_decision_for_unknown_policy_denies if {
 	d := veto.decision_for({"nope"}) with input as _call with data.veto.policies as _two_policies
 	d.decision == "deny"
 	d.reason == "no Veto policy is loaded"
+}
+
+test_deny_rule_in_error_applies_with_the_detail if {
+	policies := {"sre": _package(
+		_policy("sre", 0, "allow"),
+		{_approval_rule("sre", 0, "needs_dba", "require_approval", ["dba"])},
+		{_failing("sre", 1, "blocks", "deny", "context.environment is missing")},
+	)}
+	d := _decide(policies)
+	d.decision == "deny"
+	d.rule == "blocks"
+	d.reason == "rule blocks could not be evaluated: context.environment is missing"
+	d.matched[1] == {
+		"rule": "blocks",
+		"action": "deny",
+		"message": "rule blocks could not be evaluated: context.environment is missing",
+		"policy": "sre",
+	}
+}
+
+test_approval_rule_in_error_applies_with_its_approvers if {
+	policies := {"sre": _package(
+		_policy("sre", 0, "allow"),
+		set(),
+		{object.union(
+			_failing("sre", 0, "scope", "require_approval", "args.database is missing"),
+			{"approvers": ["platform-team"]},
+		)},
+	)}
+	d := _decide(policies)
+	d.decision == "require_approval"
+	d.approvers == ["platform-team"]
+	d.reason == "rule scope could not be evaluated: args.database is missing"
+}
+
+test_allow_rule_in_error_does_not_apply if {
+	policies := {"sre": _package(
+		_policy("sre", 0, "deny"),
+		set(),
+		{_error("sre", 0, "reads", "args.limit is missing")},
+	)}
+	d := _decide(policies)
+	d.decision == "deny"
+	d.matched == []
+}
+
+test_detail_falls_back_when_the_condition_data_is_missing if {
+	policies := {"sre": _package(
+		_policy("sre", 0, "allow"),
+		set(),
+		{_failing("sre", 0, "blocks", "deny", "unused")},
+	)}
+	d := veto.decision with input as _call with data.veto.policies as policies with data.veto.conditions as {}
+	d.errors == [{"rule": "blocks", "detail": "the condition could not be evaluated", "policy": "sre"}]
+}
+
+# The real explainer, on the data form of `args.limit > 10` with args.limit missing.
+test_detail_comes_from_the_condition_data if {
+	spec := {
+		"root": 3,
+		"text": "args.limit > 10",
+		"levels": [[0, 2], [1], [3]],
+		"nodes": [
+			{"k": "root", "n": "args", "c": [], "e": -1},
+			{"k": "field", "n": "limit", "t": "args.limit", "tt": "args", "c": [0], "e": -1},
+			{"k": "literal", "v": 10, "c": [], "e": -1},
+			{"k": "compare", "op": ">", "t": "args.limit > 10", "c": [1, 2], "e": -1},
+		],
+	}
+	policies := {"sre": _package(
+		_policy("sre", 0, "allow"),
+		set(),
+		{_failing("sre", 0, "limit", "deny", "unused")},
+	)}
+	d := veto.decision with input as {"tool": "t", "args": {}}
+		with data.veto.policies as policies
+		with data.veto.conditions as {"sre": {"limit": spec}}
+	d.errors == [{"rule": "limit", "detail": "args.limit is missing", "policy": "sre"}]
+}
+
+test_rules_whose_condition_is_false_do_not_apply if {
+	policies := {"sre": {
+		"policy": _policy("sre", 0, "allow"),
+		"rules": {"blocks": _meta(_rule("sre", 0, "blocks", "deny"))},
+		"status": {["blocks", false]},
+	}}
+	d := veto.decision with input as _call with data.veto.policies as policies
+	d.decision == "allow"
+	d.matched == []
+	d.errors == []
 }

@@ -8,12 +8,27 @@
 #   source: "examples/platform.yaml"
 package veto.policies.platform
 
-import data.veto.lib.explain
 import data.veto.lib.ops
 
 # METADATA
 # description: This policy's name, load order among the bundle's policies, and default.
 policy := {"name": "platform", "index": 0, "default": "allow", "source": "examples/platform.yaml", "sha256": "ccdcf42e8e0fba01ae381bc584faca2d219e56e7dd88e1dd4ae82d4483acf664"}
+
+# METADATA
+# description: |
+#   Each rule's order in the file, action, reason and approvers. The decision (package veto)
+#   reads them for the rules in `status`: [rule, value] for each rule that governs this
+#   tool, where value is its condition's, true, false or "error" (and then
+#   data.veto.conditions.<policy>.<rule> says why). A partial set, not an object, because
+#   OPA indexes the bodies of partial sets by `input.tool`, so that rules for other tools
+#   cost nothing.
+rules := {
+	"no_kubectl_in_kube_system": {"index": 0, "action": "deny", "message": "kube-system is off limits for agents", "approvers": []},
+	"production_applies_need_review": {"index": 1, "action": "require_approval", "message": "Production changes need an on-call SRE's approval", "approvers": ["sre-oncall"]},
+	"no_privileged_containers": {"index": 2, "action": "deny", "message": "Privileged containers are not allowed", "approvers": []},
+	"scale_limit": {"index": 3, "action": "require_approval", "message": "Scaling beyond 20 replicas needs capacity review (rule scale_limit requires approval for this call)", "approvers": ["capacity-team", "sre-oncall"]},
+	"close_own_tickets": {"index": 4, "action": "allow", "message": "Agents may close tickets assigned to the requesting user", "approvers": []},
+}
 
 # ----------------------------------------------------------------------------------------
 # Rule no_kubectl_in_kube_system (examples/platform.yaml:13:5)
@@ -24,96 +39,22 @@ policy := {"name": "platform", "index": 0, "default": "allow", "source": "exampl
 #   args.namespace == "kube-system" ||
 #   (has(args.manifest) && args.manifest.contains("namespace: kube-system"))
 
-_no_kubectl_in_kube_system := {"policy": "platform", "index": 0, "rule": "no_kubectl_in_kube_system", "action": "deny", "message": "kube-system is off limits for agents", "approvers": []}
-
-applies contains _no_kubectl_in_kube_system if {
+status contains ["no_kubectl_in_kube_system", s] if {
 	glob.match("kubectl_*", null, input.tool)
-	_no_kubectl_in_kube_system_T
+	s := _no_kubectl_in_kube_system
 }
 
-# Fail closed: a deny rule whose condition is an error applies.
-applies contains object.union(_no_kubectl_in_kube_system, {"message": concat("", ["rule no_kubectl_in_kube_system could not be evaluated: ", _no_kubectl_in_kube_system_D])}) if {
-	glob.match("kubectl_*", null, input.tool)
-	_no_kubectl_in_kube_system_E
-}
-
-errors contains {"policy": "platform", "index": 0, "rule": "no_kubectl_in_kube_system", "detail": _no_kubectl_in_kube_system_D} if {
-	glob.match("kubectl_*", null, input.tool)
-	_no_kubectl_in_kube_system_E
-}
-
-# The condition is true (one body per alternative).
-_no_kubectl_in_kube_system_T if {
+# true, false, or "error" when the condition is neither (one body per alternative).
+_no_kubectl_in_kube_system := true if {
 	input.args.namespace == "kube-system"
-}
-
-_no_kubectl_in_kube_system_T if {
+} else := true if {
 	_ = input.args.manifest
 	is_string(input.args.manifest)
 	contains(input.args.manifest, "namespace: kube-system")
-}
-
-# The condition is false.
-_no_kubectl_in_kube_system_F if {
+} else := false if {
 	input.args.namespace != "kube-system"
 	_no_kubectl_in_kube_system_H2
-}
-
-# The condition is neither: it could not be evaluated.
-_no_kubectl_in_kube_system_E if {
-	not _no_kubectl_in_kube_system_T
-	not _no_kubectl_in_kube_system_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_no_kubectl_in_kube_system_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.lor(
-				explain.compare(
-					"==",
-					explain.field(
-						explain.root(input, "args"),
-						"namespace",
-						"args.namespace",
-						"args",
-					),
-					{"v": "kube-system"},
-					"args.namespace == \"kube-system\"",
-				),
-				explain.land(
-					explain.has(
-						explain.field(
-							explain.root(input, "args"),
-							"manifest",
-							"args.manifest",
-							"args",
-						),
-					),
-					explain.call(
-						"contains",
-						"contains",
-						[
-							explain.field(
-								explain.root(input, "args"),
-								"manifest",
-								"args.manifest",
-								"args",
-							),
-							{"v": "namespace: kube-system"},
-						],
-						"args.manifest.contains(\"namespace: kube-system\")",
-					),
-					"has(args.manifest)",
-					"args.manifest.contains(\"namespace: kube-system\")",
-				),
-				"args.namespace == \"kube-system\"",
-				"(has(args.manifest) && args.manifest.contains(\"namespace: kube-system\"))",
-			),
-			"args.namespace == \"kube-system\" || (has(args.manifest) && args.manifest.contains(\"namespace: kube-system\"))",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 _no_kubectl_in_kube_system_H1 if {
 	_ = input.args.manifest
@@ -135,75 +76,23 @@ _no_kubectl_in_kube_system_H2 if {
 # action: require_approval; applies when the condition is true or cannot be evaluated (fail closed)
 # environments: production
 
-_production_applies_need_review := {"policy": "platform", "index": 1, "rule": "production_applies_need_review", "action": "require_approval", "message": "Production changes need an on-call SRE's approval", "approvers": ["sre-oncall"]}
-
-applies contains _production_applies_need_review if {
+status contains ["production_applies_need_review", s] if {
 	input.tool == "kubectl_apply"
-	_production_applies_need_review_T
+	s := _production_applies_need_review
 }
 
-applies contains _production_applies_need_review if {
+status contains ["production_applies_need_review", s] if {
 	input.tool == "kubectl_delete"
-	_production_applies_need_review_T
+	s := _production_applies_need_review
 }
 
-# Fail closed: a require_approval rule whose condition is an error applies.
-applies contains object.union(_production_applies_need_review, {"message": concat("", ["rule production_applies_need_review could not be evaluated: ", _production_applies_need_review_D])}) if {
-	input.tool == "kubectl_apply"
-	_production_applies_need_review_E
-}
-
-# Fail closed: a require_approval rule whose condition is an error applies.
-applies contains object.union(_production_applies_need_review, {"message": concat("", ["rule production_applies_need_review could not be evaluated: ", _production_applies_need_review_D])}) if {
-	input.tool == "kubectl_delete"
-	_production_applies_need_review_E
-}
-
-errors contains {"policy": "platform", "index": 1, "rule": "production_applies_need_review", "detail": _production_applies_need_review_D} if {
-	input.tool == "kubectl_apply"
-	_production_applies_need_review_E
-}
-
-errors contains {"policy": "platform", "index": 1, "rule": "production_applies_need_review", "detail": _production_applies_need_review_D} if {
-	input.tool == "kubectl_delete"
-	_production_applies_need_review_E
-}
-
-# The condition is true.
-_production_applies_need_review_T if {
+# true, false, or "error" when the condition is neither.
+_production_applies_need_review := true if {
 	input.context.environment in ["production"]
-}
-
-# The condition is false.
-_production_applies_need_review_F if {
+} else := false if {
 	x1 := input.context.environment
 	not x1 in ["production"]
-}
-
-# The condition is neither: it could not be evaluated.
-_production_applies_need_review_E if {
-	not _production_applies_need_review_T
-	not _production_applies_need_review_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_production_applies_need_review_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.member(
-				explain.field(
-					explain.root(input, "context"),
-					"environment",
-					"context.environment",
-					"context",
-				),
-				explain.list_of([{"v": "production"}]),
-				"context.environment in [\"production\"]",
-			),
-			"context.environment in [\"production\"]",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 # ----------------------------------------------------------------------------------------
 # Rule no_privileged_containers (examples/platform.yaml:30:5)
@@ -212,59 +101,19 @@ _production_applies_need_review_D := d if {
 # when:
 #   args.manifest.matches("(?i)privileged:\\s*true")
 
-_no_privileged_containers := {"policy": "platform", "index": 2, "rule": "no_privileged_containers", "action": "deny", "message": "Privileged containers are not allowed", "approvers": []}
-
-applies contains _no_privileged_containers if {
+status contains ["no_privileged_containers", s] if {
 	input.tool == "kubectl_apply"
-	_no_privileged_containers_T
+	s := _no_privileged_containers
 }
 
-# Fail closed: a deny rule whose condition is an error applies.
-applies contains object.union(_no_privileged_containers, {"message": concat("", ["rule no_privileged_containers could not be evaluated: ", _no_privileged_containers_D])}) if {
-	input.tool == "kubectl_apply"
-	_no_privileged_containers_E
-}
-
-errors contains {"policy": "platform", "index": 2, "rule": "no_privileged_containers", "detail": _no_privileged_containers_D} if {
-	input.tool == "kubectl_apply"
-	_no_privileged_containers_E
-}
-
-# The condition is true.
-_no_privileged_containers_T if {
+# true, false, or "error" when the condition is neither.
+_no_privileged_containers := true if {
 	is_string(input.args.manifest)
 	regex.match("(?i)privileged:\\s*true", input.args.manifest)
-}
-
-# The condition is false.
-_no_privileged_containers_F if {
+} else := false if {
 	is_string(input.args.manifest)
 	not regex.match("(?i)privileged:\\s*true", input.args.manifest)
-}
-
-# The condition is neither: it could not be evaluated.
-_no_privileged_containers_E if {
-	not _no_privileged_containers_T
-	not _no_privileged_containers_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_no_privileged_containers_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.call(
-				"matches",
-				"matches",
-				[
-					explain.field(explain.root(input, "args"), "manifest", "args.manifest", "args"),
-					{"v": "(?i)privileged:\\s*true"},
-				],
-				"args.manifest.matches(\"(?i)privileged:\\\\s*true\")",
-			),
-			"args.manifest.matches(\"(?i)privileged:\\\\s*true\")",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 # ----------------------------------------------------------------------------------------
 # Rule scale_limit (examples/platform.yaml:36:5)
@@ -274,56 +123,19 @@ _no_privileged_containers_D := d if {
 # when:
 #   args.replicas > 20
 
-_scale_limit := {"policy": "platform", "index": 3, "rule": "scale_limit", "action": "require_approval", "message": "Scaling beyond 20 replicas needs capacity review (rule scale_limit requires approval for this call)", "approvers": ["capacity-team", "sre-oncall"]}
-
-applies contains _scale_limit if {
+status contains ["scale_limit", s] if {
 	input.tool == "kubectl_scale"
-	_scale_limit_T
+	s := _scale_limit
 }
 
-# Fail closed: a require_approval rule whose condition is an error applies.
-applies contains object.union(_scale_limit, {"message": concat("", ["rule scale_limit could not be evaluated: ", _scale_limit_D])}) if {
-	input.tool == "kubectl_scale"
-	_scale_limit_E
-}
-
-errors contains {"policy": "platform", "index": 3, "rule": "scale_limit", "detail": _scale_limit_D} if {
-	input.tool == "kubectl_scale"
-	_scale_limit_E
-}
-
-# The condition is true.
-_scale_limit_T if {
+# true, false, or "error" when the condition is neither.
+_scale_limit := true if {
 	ops.ordered(input.args.replicas, 20)
 	input.args.replicas > 20
-}
-
-# The condition is false.
-_scale_limit_F if {
+} else := false if {
 	ops.ordered(input.args.replicas, 20)
 	input.args.replicas <= 20
-}
-
-# The condition is neither: it could not be evaluated.
-_scale_limit_E if {
-	not _scale_limit_T
-	not _scale_limit_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_scale_limit_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.compare(
-				">",
-				explain.field(explain.root(input, "args"), "replicas", "args.replicas", "args"),
-				{"v": 20},
-				"args.replicas > 20",
-			),
-			"args.replicas > 20",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 # ----------------------------------------------------------------------------------------
 # Rule close_own_tickets (examples/platform.yaml:43:5)
@@ -332,45 +144,14 @@ _scale_limit_D := d if {
 # when:
 #   args.assignee == context.user
 
-_close_own_tickets := {"policy": "platform", "index": 4, "rule": "close_own_tickets", "action": "allow", "message": "Agents may close tickets assigned to the requesting user", "approvers": []}
-
-applies contains _close_own_tickets if {
+status contains ["close_own_tickets", s] if {
 	input.tool == "close_ticket"
-	_close_own_tickets_T
+	s := _close_own_tickets
 }
 
-errors contains {"policy": "platform", "index": 4, "rule": "close_own_tickets", "detail": _close_own_tickets_D} if {
-	input.tool == "close_ticket"
-	_close_own_tickets_E
-}
-
-# The condition is true.
-_close_own_tickets_T if {
+# true, false, or "error" when the condition is neither.
+_close_own_tickets := true if {
 	input.args.assignee == input.context.user
-}
-
-# The condition is false.
-_close_own_tickets_F if {
+} else := false if {
 	input.args.assignee != input.context.user
-}
-
-# The condition is neither: it could not be evaluated.
-_close_own_tickets_E if {
-	not _close_own_tickets_T
-	not _close_own_tickets_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_close_own_tickets_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.compare(
-				"==",
-				explain.field(explain.root(input, "args"), "assignee", "args.assignee", "args"),
-				explain.field(explain.root(input, "context"), "user", "context.user", "context"),
-				"args.assignee == context.user",
-			),
-			"args.assignee == context.user",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"

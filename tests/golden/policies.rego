@@ -7,11 +7,26 @@
 #   source: "examples/policies.yaml"
 package veto.policies.policies
 
-import data.veto.lib.explain
-
 # METADATA
 # description: This policy's name, load order among the bundle's policies, and default.
 policy := {"name": "policies", "index": 0, "default": "allow", "source": "examples/policies.yaml", "sha256": "c166a99fa68997cde5b6974cc9ebfe8d4f6883dfb219e4a4d01f8b813a16437d"}
+
+# METADATA
+# description: |
+#   Each rule's order in the file, action, reason and approvers. The decision (package veto)
+#   reads them for the rules in `status`: [rule, value] for each rule that governs this
+#   tool, where value is its condition's, true, false or "error" (and then
+#   data.veto.conditions.<policy>.<rule> says why). A partial set, not an object, because
+#   OPA indexes the bodies of partial sets by `input.tool`, so that rules for other tools
+#   cost nothing.
+rules := {
+	"block_production_database_deletes": {"index": 0, "action": "deny", "message": "Destructive SQL is not allowed on production databases", "approvers": []},
+	"scope_database_access": {"index": 1, "action": "require_approval", "message": "Database access outside analytics/sandbox needs approval", "approvers": ["platform-team"]},
+	"block_schema_changes": {"index": 2, "action": "deny", "message": "Schema changes must go through migrations, not the agent", "approvers": []},
+	"secret_rotation_high_value": {"index": 3, "action": "require_approval", "message": "High-value services need security approval to rotate (rule secret_rotation_high_value requires approval for this call)", "approvers": ["security-team"]},
+	"block_root_secret_paths": {"index": 4, "action": "deny", "message": "Root and master secrets are out of scope for agents", "approvers": []},
+	"read_only_for_viewer": {"index": 5, "action": "deny", "message": "Viewer role is read-only", "approvers": []},
+}
 
 # ----------------------------------------------------------------------------------------
 # Rule block_production_database_deletes (examples/policies.yaml:2:5)
@@ -24,142 +39,23 @@ policy := {"name": "policies", "index": 0, "default": "allow", "source": "exampl
 #    args.statement.upper().contains("TRUNCATE") ||
 #    args.statement.upper().startswith("DELETE"))
 
-_block_production_database_deletes := {"policy": "policies", "index": 0, "rule": "block_production_database_deletes", "action": "deny", "message": "Destructive SQL is not allowed on production databases", "approvers": []}
-
-applies contains _block_production_database_deletes if {
+status contains ["block_production_database_deletes", s] if {
 	input.tool == "execute_sql"
-	_block_production_database_deletes_T
+	s := _block_production_database_deletes
 }
 
-# Fail closed: a deny rule whose condition is an error applies.
-applies contains object.union(_block_production_database_deletes, {"message": concat("", ["rule block_production_database_deletes could not be evaluated: ", _block_production_database_deletes_D])}) if {
-	input.tool == "execute_sql"
-	_block_production_database_deletes_E
-}
-
-errors contains {"policy": "policies", "index": 0, "rule": "block_production_database_deletes", "detail": _block_production_database_deletes_D} if {
-	input.tool == "execute_sql"
-	_block_production_database_deletes_E
-}
-
-# The condition is true.
-_block_production_database_deletes_T if {
+# true, false, or "error" when the condition is neither (one body per alternative).
+_block_production_database_deletes := true if {
 	input.context.environment == "production"
 	_block_production_database_deletes_H1
-}
-
-# The condition is false (one body per alternative).
-_block_production_database_deletes_F if {
+} else := false if {
 	input.context.environment != "production"
-}
-
-_block_production_database_deletes_F if {
+} else := false if {
 	is_string(input.args.statement)
 	not contains(upper(input.args.statement), "DROP TABLE")
 	not contains(upper(input.args.statement), "TRUNCATE")
 	not startswith(upper(input.args.statement), "DELETE")
-}
-
-# The condition is neither: it could not be evaluated.
-_block_production_database_deletes_E if {
-	not _block_production_database_deletes_T
-	not _block_production_database_deletes_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_block_production_database_deletes_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.land(
-				explain.compare(
-					"==",
-					explain.field(
-						explain.root(input, "context"),
-						"environment",
-						"context.environment",
-						"context",
-					),
-					{"v": "production"},
-					"context.environment == \"production\"",
-				),
-				explain.lor(
-					explain.lor(
-						explain.call(
-							"contains",
-							"contains",
-							[
-								explain.call(
-									"upper",
-									"upper",
-									[
-										explain.field(
-											explain.root(input, "args"),
-											"statement",
-											"args.statement",
-											"args",
-										),
-									],
-									"args.statement.upper()",
-								),
-								{"v": "DROP TABLE"},
-							],
-							"args.statement.upper().contains(\"DROP TABLE\")",
-						),
-						explain.call(
-							"contains",
-							"contains",
-							[
-								explain.call(
-									"upper",
-									"upper",
-									[
-										explain.field(
-											explain.root(input, "args"),
-											"statement",
-											"args.statement",
-											"args",
-										),
-									],
-									"args.statement.upper()",
-								),
-								{"v": "TRUNCATE"},
-							],
-							"args.statement.upper().contains(\"TRUNCATE\")",
-						),
-						"args.statement.upper().contains(\"DROP TABLE\")",
-						"args.statement.upper().contains(\"TRUNCATE\")",
-					),
-					explain.call(
-						"startswith",
-						"startswith",
-						[
-							explain.call(
-								"upper",
-								"upper",
-								[
-									explain.field(
-										explain.root(input, "args"),
-										"statement",
-										"args.statement",
-										"args",
-									),
-								],
-								"args.statement.upper()",
-							),
-							{"v": "DELETE"},
-						],
-						"args.statement.upper().startswith(\"DELETE\")",
-					),
-					"args.statement.upper().contains(\"DROP TABLE\") || args.statement.upper().contains(\"TRUNCATE\")",
-					"args.statement.upper().startswith(\"DELETE\")",
-				),
-				"context.environment == \"production\"",
-				"(args.statement.upper().contains(\"DROP TABLE\") || args.statement.upper().contains(\"TRUNCATE\") || args.statement.upper().startswith(\"DELETE\"))",
-			),
-			"context.environment == \"production\" && (args.statement.upper().contains(\"DROP TABLE\") || args.statement.upper().contains(\"TRUNCATE\") || args.statement.upper().startswith(\"DELETE\"))",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 _block_production_database_deletes_H1 if {
 	is_string(input.args.statement)
@@ -184,57 +80,18 @@ _block_production_database_deletes_H1 if {
 # when:
 #   !(args.database in ['analytics', 'sandbox'])
 
-_scope_database_access := {"policy": "policies", "index": 1, "rule": "scope_database_access", "action": "require_approval", "message": "Database access outside analytics/sandbox needs approval", "approvers": ["platform-team"]}
-
-applies contains _scope_database_access if {
+status contains ["scope_database_access", s] if {
 	input.tool == "execute_sql"
-	_scope_database_access_T
+	s := _scope_database_access
 }
 
-# Fail closed: a require_approval rule whose condition is an error applies.
-applies contains object.union(_scope_database_access, {"message": concat("", ["rule scope_database_access could not be evaluated: ", _scope_database_access_D])}) if {
-	input.tool == "execute_sql"
-	_scope_database_access_E
-}
-
-errors contains {"policy": "policies", "index": 1, "rule": "scope_database_access", "detail": _scope_database_access_D} if {
-	input.tool == "execute_sql"
-	_scope_database_access_E
-}
-
-# The condition is true.
-_scope_database_access_T if {
+# true, false, or "error" when the condition is neither.
+_scope_database_access := true if {
 	x1 := input.args.database
 	not x1 in ["analytics", "sandbox"]
-}
-
-# The condition is false.
-_scope_database_access_F if {
+} else := false if {
 	input.args.database in ["analytics", "sandbox"]
-}
-
-# The condition is neither: it could not be evaluated.
-_scope_database_access_E if {
-	not _scope_database_access_T
-	not _scope_database_access_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_scope_database_access_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.lnot(
-				explain.member(
-					explain.field(explain.root(input, "args"), "database", "args.database", "args"),
-					explain.list_of([{"v": "analytics"}, {"v": "sandbox"}]),
-					"(args.database in ['analytics', 'sandbox'])",
-				),
-				"(args.database in ['analytics', 'sandbox'])",
-			),
-			"!(args.database in ['analytics', 'sandbox'])",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 # ----------------------------------------------------------------------------------------
 # Rule block_schema_changes (examples/policies.yaml:21:5)
@@ -246,116 +103,22 @@ _scope_database_access_D := d if {
 #   (args.statement.upper().contains("ALTER TABLE") ||
 #    args.statement.upper().contains("CREATE TABLE"))
 
-_block_schema_changes := {"policy": "policies", "index": 2, "rule": "block_schema_changes", "action": "deny", "message": "Schema changes must go through migrations, not the agent", "approvers": []}
-
-applies contains _block_schema_changes if {
+status contains ["block_schema_changes", s] if {
 	input.tool == "execute_sql"
-	_block_schema_changes_T
+	s := _block_schema_changes
 }
 
-# Fail closed: a deny rule whose condition is an error applies.
-applies contains object.union(_block_schema_changes, {"message": concat("", ["rule block_schema_changes could not be evaluated: ", _block_schema_changes_D])}) if {
-	input.tool == "execute_sql"
-	_block_schema_changes_E
-}
-
-errors contains {"policy": "policies", "index": 2, "rule": "block_schema_changes", "detail": _block_schema_changes_D} if {
-	input.tool == "execute_sql"
-	_block_schema_changes_E
-}
-
-# The condition is true.
-_block_schema_changes_T if {
+# true, false, or "error" when the condition is neither (one body per alternative).
+_block_schema_changes := true if {
 	input.context.environment == "production"
 	_block_schema_changes_H1
-}
-
-# The condition is false (one body per alternative).
-_block_schema_changes_F if {
+} else := false if {
 	input.context.environment != "production"
-}
-
-_block_schema_changes_F if {
+} else := false if {
 	is_string(input.args.statement)
 	not contains(upper(input.args.statement), "ALTER TABLE")
 	not contains(upper(input.args.statement), "CREATE TABLE")
-}
-
-# The condition is neither: it could not be evaluated.
-_block_schema_changes_E if {
-	not _block_schema_changes_T
-	not _block_schema_changes_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_block_schema_changes_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.land(
-				explain.compare(
-					"==",
-					explain.field(
-						explain.root(input, "context"),
-						"environment",
-						"context.environment",
-						"context",
-					),
-					{"v": "production"},
-					"context.environment == \"production\"",
-				),
-				explain.lor(
-					explain.call(
-						"contains",
-						"contains",
-						[
-							explain.call(
-								"upper",
-								"upper",
-								[
-									explain.field(
-										explain.root(input, "args"),
-										"statement",
-										"args.statement",
-										"args",
-									),
-								],
-								"args.statement.upper()",
-							),
-							{"v": "ALTER TABLE"},
-						],
-						"args.statement.upper().contains(\"ALTER TABLE\")",
-					),
-					explain.call(
-						"contains",
-						"contains",
-						[
-							explain.call(
-								"upper",
-								"upper",
-								[
-									explain.field(
-										explain.root(input, "args"),
-										"statement",
-										"args.statement",
-										"args",
-									),
-								],
-								"args.statement.upper()",
-							),
-							{"v": "CREATE TABLE"},
-						],
-						"args.statement.upper().contains(\"CREATE TABLE\")",
-					),
-					"args.statement.upper().contains(\"ALTER TABLE\")",
-					"args.statement.upper().contains(\"CREATE TABLE\")",
-				),
-				"context.environment == \"production\"",
-				"(args.statement.upper().contains(\"ALTER TABLE\") || args.statement.upper().contains(\"CREATE TABLE\"))",
-			),
-			"context.environment == \"production\" && (args.statement.upper().contains(\"ALTER TABLE\") || args.statement.upper().contains(\"CREATE TABLE\"))",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 _block_schema_changes_H1 if {
 	is_string(input.args.statement)
@@ -375,54 +138,18 @@ _block_schema_changes_H1 if {
 # when:
 #   args.service in ["stripe", "auth-service", "vault-root"]
 
-_secret_rotation_high_value := {"policy": "policies", "index": 3, "rule": "secret_rotation_high_value", "action": "require_approval", "message": "High-value services need security approval to rotate (rule secret_rotation_high_value requires approval for this call)", "approvers": ["security-team"]}
-
-applies contains _secret_rotation_high_value if {
+status contains ["secret_rotation_high_value", s] if {
 	input.tool == "rotate_secret"
-	_secret_rotation_high_value_T
+	s := _secret_rotation_high_value
 }
 
-# Fail closed: a require_approval rule whose condition is an error applies.
-applies contains object.union(_secret_rotation_high_value, {"message": concat("", ["rule secret_rotation_high_value could not be evaluated: ", _secret_rotation_high_value_D])}) if {
-	input.tool == "rotate_secret"
-	_secret_rotation_high_value_E
-}
-
-errors contains {"policy": "policies", "index": 3, "rule": "secret_rotation_high_value", "detail": _secret_rotation_high_value_D} if {
-	input.tool == "rotate_secret"
-	_secret_rotation_high_value_E
-}
-
-# The condition is true.
-_secret_rotation_high_value_T if {
+# true, false, or "error" when the condition is neither.
+_secret_rotation_high_value := true if {
 	input.args.service in ["stripe", "auth-service", "vault-root"]
-}
-
-# The condition is false.
-_secret_rotation_high_value_F if {
+} else := false if {
 	x1 := input.args.service
 	not x1 in ["stripe", "auth-service", "vault-root"]
-}
-
-# The condition is neither: it could not be evaluated.
-_secret_rotation_high_value_E if {
-	not _secret_rotation_high_value_T
-	not _secret_rotation_high_value_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_secret_rotation_high_value_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.member(
-				explain.field(explain.root(input, "args"), "service", "args.service", "args"),
-				explain.list_of([{"v": "stripe"}, {"v": "auth-service"}, {"v": "vault-root"}]),
-				"args.service in [\"stripe\", \"auth-service\", \"vault-root\"]",
-			),
-			"args.service in [\"stripe\", \"auth-service\", \"vault-root\"]",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 # ----------------------------------------------------------------------------------------
 # Rule block_root_secret_paths (examples/policies.yaml:38:5)
@@ -432,88 +159,23 @@ _secret_rotation_high_value_D := d if {
 # when:
 #   args.secret_path.startswith("/secrets/root") || args.secret_path.contains("master-key")
 
-_block_root_secret_paths := {"policy": "policies", "index": 4, "rule": "block_root_secret_paths", "action": "deny", "message": "Root and master secrets are out of scope for agents", "approvers": []}
-
-applies contains _block_root_secret_paths if {
+status contains ["block_root_secret_paths", s] if {
 	input.tool == "rotate_secret"
-	_block_root_secret_paths_T
+	s := _block_root_secret_paths
 }
 
-# Fail closed: a deny rule whose condition is an error applies.
-applies contains object.union(_block_root_secret_paths, {"message": concat("", ["rule block_root_secret_paths could not be evaluated: ", _block_root_secret_paths_D])}) if {
-	input.tool == "rotate_secret"
-	_block_root_secret_paths_E
-}
-
-errors contains {"policy": "policies", "index": 4, "rule": "block_root_secret_paths", "detail": _block_root_secret_paths_D} if {
-	input.tool == "rotate_secret"
-	_block_root_secret_paths_E
-}
-
-# The condition is true (one body per alternative).
-_block_root_secret_paths_T if {
+# true, false, or "error" when the condition is neither (one body per alternative).
+_block_root_secret_paths := true if {
 	is_string(input.args.secret_path)
 	startswith(input.args.secret_path, "/secrets/root")
-}
-
-_block_root_secret_paths_T if {
+} else := true if {
 	is_string(input.args.secret_path)
 	contains(input.args.secret_path, "master-key")
-}
-
-# The condition is false.
-_block_root_secret_paths_F if {
+} else := false if {
 	is_string(input.args.secret_path)
 	not startswith(input.args.secret_path, "/secrets/root")
 	not contains(input.args.secret_path, "master-key")
-}
-
-# The condition is neither: it could not be evaluated.
-_block_root_secret_paths_E if {
-	not _block_root_secret_paths_T
-	not _block_root_secret_paths_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_block_root_secret_paths_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.lor(
-				explain.call(
-					"startswith",
-					"startswith",
-					[
-						explain.field(
-							explain.root(input, "args"),
-							"secret_path",
-							"args.secret_path",
-							"args",
-						),
-						{"v": "/secrets/root"},
-					],
-					"args.secret_path.startswith(\"/secrets/root\")",
-				),
-				explain.call(
-					"contains",
-					"contains",
-					[
-						explain.field(
-							explain.root(input, "args"),
-							"secret_path",
-							"args.secret_path",
-							"args",
-						),
-						{"v": "master-key"},
-					],
-					"args.secret_path.contains(\"master-key\")",
-				),
-				"args.secret_path.startswith(\"/secrets/root\")",
-				"args.secret_path.contains(\"master-key\")",
-			),
-			"args.secret_path.startswith(\"/secrets/root\") || args.secret_path.contains(\"master-key\")",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"
 
 # ----------------------------------------------------------------------------------------
 # Rule read_only_for_viewer (examples/policies.yaml:45:5)
@@ -524,91 +186,19 @@ _block_root_secret_paths_D := d if {
 #   context.user_role == "viewer" &&
 #   !args.statement.upper().startswith("SELECT")
 
-_read_only_for_viewer := {"policy": "policies", "index": 5, "rule": "read_only_for_viewer", "action": "deny", "message": "Viewer role is read-only", "approvers": []}
-
-applies contains _read_only_for_viewer if {
+status contains ["read_only_for_viewer", s] if {
 	input.tool == "execute_sql"
-	_read_only_for_viewer_T
+	s := _read_only_for_viewer
 }
 
-# Fail closed: a deny rule whose condition is an error applies.
-applies contains object.union(_read_only_for_viewer, {"message": concat("", ["rule read_only_for_viewer could not be evaluated: ", _read_only_for_viewer_D])}) if {
-	input.tool == "execute_sql"
-	_read_only_for_viewer_E
-}
-
-errors contains {"policy": "policies", "index": 5, "rule": "read_only_for_viewer", "detail": _read_only_for_viewer_D} if {
-	input.tool == "execute_sql"
-	_read_only_for_viewer_E
-}
-
-# The condition is true.
-_read_only_for_viewer_T if {
+# true, false, or "error" when the condition is neither (one body per alternative).
+_read_only_for_viewer := true if {
 	input.context.user_role == "viewer"
 	is_string(input.args.statement)
 	not startswith(upper(input.args.statement), "SELECT")
-}
-
-# The condition is false (one body per alternative).
-_read_only_for_viewer_F if {
+} else := false if {
 	input.context.user_role != "viewer"
-}
-
-_read_only_for_viewer_F if {
+} else := false if {
 	is_string(input.args.statement)
 	startswith(upper(input.args.statement), "SELECT")
-}
-
-# The condition is neither: it could not be evaluated.
-_read_only_for_viewer_E if {
-	not _read_only_for_viewer_T
-	not _read_only_for_viewer_F
-}
-
-# What was missing or ill-typed (evaluated only for a rule in error).
-_read_only_for_viewer_D := d if {
-	d := explain.detail(
-		explain.condition(
-			explain.land(
-				explain.compare(
-					"==",
-					explain.field(
-						explain.root(input, "context"),
-						"user_role",
-						"context.user_role",
-						"context",
-					),
-					{"v": "viewer"},
-					"context.user_role == \"viewer\"",
-				),
-				explain.lnot(
-					explain.call(
-						"startswith",
-						"startswith",
-						[
-							explain.call(
-								"upper",
-								"upper",
-								[
-									explain.field(
-										explain.root(input, "args"),
-										"statement",
-										"args.statement",
-										"args",
-									),
-								],
-								"args.statement.upper()",
-							),
-							{"v": "SELECT"},
-						],
-						"args.statement.upper().startswith(\"SELECT\")",
-					),
-					"args.statement.upper().startswith(\"SELECT\")",
-				),
-				"context.user_role == \"viewer\"",
-				"!args.statement.upper().startswith(\"SELECT\")",
-			),
-			"context.user_role == \"viewer\" && !args.statement.upper().startswith(\"SELECT\")",
-		),
-	)
-} else := "the condition could not be evaluated"
+} else := "error"

@@ -1,9 +1,11 @@
 """Evaluate many conditions in the real OPA engine at once, next to the reference evaluator.
 
 A batch compiles every condition as a ``deny`` rule of one generated policy (exactly the
-module ``veto-opa build`` would write) and adds a results module that reads, per rule, the
-fast path (``_T`` / ``_F`` / detail ``_D``) and, independently, the explain path. One
-evaluation of the results document then answers for every condition at once.
+module and condition data ``veto-opa build`` would write) and adds a results module that
+reads, per rule, the fast path (the rule's status, true / false / "error", with the detail
+from ``veto.lib.explain`` for "error") and, independently, the whole three-valued result computed by
+``veto.lib.explain`` from the condition's data. One evaluation of the results document then
+answers for every condition at once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import opa_bindings
 
 from veto_opa.translators import checker, compiler, evaluator, parser
 from veto_opa.translators.checker import Checked
-from veto_opa.translators.explainer import Explainer
 from veto_opa.translators.policy import Policy, Rule
 
 Outcome = tuple[str, ...]   # ("T",), ("F",) or ("E", detail)
@@ -62,6 +63,7 @@ class Batch:
         for path, source in compiler.library_modules().items():
             engine.add_policy(path, source)
         engine.add_policy(policy.module_path, module)
+        engine.add_data({"veto": {"conditions": {"fuzz": compiler.conditions_data(policy)}}})
         engine.add_policy("difftest.rego", _results_module(conditions))
         return cls(list(conditions), engine, module)
 
@@ -74,10 +76,10 @@ class Batch:
             out.append((tuple(fast), _explain_outcome(explained)))
         return out
 
-    def policy_sets(self, input: dict[str, Any]) -> tuple[list[dict], list[dict]]:
-        applies = self.engine.eval_document("veto.policies.fuzz.applies", input)
-        errors = self.engine.eval_document("veto.policies.fuzz.errors", input)
-        return applies, errors
+    def status(self, input: dict[str, Any]) -> dict[str, Any]:
+        """The generated policy's ``status`` object: rule name -> true, false or "error"."""
+        pairs = self.engine.eval_document("veto.policies.fuzz.status", input)
+        return dict(pairs)
 
 
 def _explain_outcome(result: dict[str, Any]) -> Outcome:
@@ -95,24 +97,13 @@ def _results_module(conditions: Sequence[Checked]) -> str:
         "",
         "results := {",
     ]
-    lines += [f'\t"e{i}": [_fast{i}, _explain{i}],' for i in range(len(conditions))]
+    lines += [f'\t"e{i}": [_fast{i}, explain.result(data.veto.conditions.fuzz.e{i})],'
+              for i in range(len(conditions))]
     lines += ["}", ""]
-    helpers: list[str] = []
-    for i, c in enumerate(conditions):
+    for i in range(len(conditions)):
         lines += [
-            f'_fast{i} := ["T"] if {{ p._e{i}_T }} else := ["F"] if {{ p._e{i}_F }} '
-            f'else := ["E", p._e{i}_D]',
+            f'_fast{i} := ["T"] if {{ p._e{i} == true }} else := ["F"] if {{ p._e{i} == false }} '
+            f'else := ["E", explain.detail(data.veto.conditions.fuzz.e{i})]',
             "",
         ]
-        explainer = Explainer(f"_x{i}")
-        term = explainer.term(c.node, {})
-        from veto_opa.translators.explainer import Call, render
-        lines += [f"_explain{i} := " + render(Call("explain.condition",
-                                                    (term, _rego_string(c.node.text)))), ""]
-        helpers += explainer.helpers
-    return "\n".join(lines + ["\n\n".join(helpers), ""])
-
-
-def _rego_string(s: str) -> str:
-    from veto_opa.translators import rego
-    return rego.string(s)
+    return "\n".join(lines)

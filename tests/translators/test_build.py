@@ -83,7 +83,7 @@ def test_directory_bundle_round_trips(tmp_path: Path) -> None:
 
 def test_bundle_tests_pass_as_opa_test_would_run_them(tmp_path: Path) -> None:
     bundle = build(POLICIES).bundle()
-    report = run_tests(bundle.modules())
+    report = run_tests(bundle.modules(), data=bundle.data_documents())
     assert report.ok, [r for r in report.results if r.status != "PASS"]
     names = {r.name for r in report.results if r.package == "veto.policies.platform_test"}
     assert "test_missing_environment_fails_closed" in names
