@@ -235,7 +235,8 @@ def cmd_test(args: argparse.Namespace) -> int:
                 command += ["-r", args.run]
             return subprocess.run(command, check=False).returncode
     try:
-        report = run_tests(compiled.modules, run=args.run)
+        bundle = compiled.bundle()
+        report = run_tests(bundle.modules(), data=bundle.data_documents(), run=args.run)
     except TestLoadError as e:
         print(f"veto-opa: error: {e}", file=sys.stderr)
         return 1
