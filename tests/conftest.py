@@ -24,3 +24,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# -- shared fixtures ----------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "examples" / "policies.yaml"
+
+
+@pytest.fixture(scope="session")
+def seed_bundle():
+    """The seed policy compiled into a bundle, once per session."""
+    from veto_opa.translators import build
+
+    return build([SEED]).bundle()
+
+
+@pytest.fixture
+def spans_out():
+    """An SDK tracer provider exporting to memory: ``(provider, exporter)``. Not global."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "veto-opa-tests"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()

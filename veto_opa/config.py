@@ -1,0 +1,83 @@
+"""Configuration: one value object, read from ``VETO_*`` environment variables.
+
+Every setting can also be passed to :class:`veto_opa.Veto` directly; an explicit argument
+wins over the environment, the environment over the default.
+
+==============================  ===========================================================
+variable                        meaning (default)
+==============================  ===========================================================
+``VETO_POLICIES``               policy files for the embedded engine, separated by ``:``
+                                (``veto/policies.yaml``)
+``VETO_BUNDLE``                 a built bundle (``.tar.gz`` or directory) for the embedded
+                                engine, instead of policy files
+``VETO_OPA_URL``                an OPA server that already holds the bundle; set, it is
+                                used instead of the embedded engine
+``VETO_OPA_TOKEN``              bearer token for the OPA server
+``VETO_OPA_TIMEOUT``            seconds to wait for the OPA server (``1.0``)
+``VETO_OPA_CA``                 CA bundle to verify the OPA server's certificate with
+``VETO_OPA_INSECURE``           ``true`` to skip TLS verification (``false``)
+``VETO_OPA_CLIENT_CERT``        client certificate (PEM, with its key) for mutual TLS
+``VETO_HOME``                   where records and their key live (``.veto``)
+``VETO_RECORDS``                ``false`` to write no decision records (``true``)
+``VETO_RECORDS_SYNC``           SQLite durability, ``normal`` (survives a killed process)
+                                or ``full`` (survives power loss) (``normal``)
+``VETO_REDACT``                 extra argument paths to redact, ``:``-separated
+                                (``args.password:args.token``); policy files add theirs
+``VETO_MAX_ARGUMENT_BYTES``     arguments larger than this, as JSON, are denied
+                                (``1048576``)
+``VETO_POOL_SIZE``              embedded engines evaluating in parallel (CPU count)
+``VETO_RELOAD_INTERVAL``        seconds between checks of the policy files for changes;
+                                ``0`` turns automatic reloading off (``2``)
+``VETO_SPANS``                  ``false`` to emit no spans (``true``)
+``VETO_CAPTURE_ARGUMENTS``      ``true`` to put the (redacted) arguments on spans as
+                                ``gen_ai.tool.call.arguments`` (``false``; GenAI content
+                                capture is opt-in)
+``VETO_APPROVAL_TTL``           seconds a pending approval stays valid (``3600``)
+==============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_paths(value: object) -> object:
+    if isinstance(value, str):
+        return [part for part in value.split(os.pathsep) if part.strip()]
+    return value
+
+
+class VetoSettings(BaseSettings):
+    """Every ``VETO_*`` setting, validated; see the module docstring for the list."""
+
+    model_config = SettingsConfigDict(env_prefix="VETO_", extra="ignore", frozen=True)
+
+    policies: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path("veto/policies.yaml")])
+    bundle: Path | None = None
+    opa_url: str | None = None
+    opa_token: str | None = None
+    opa_timeout: float = Field(default=1.0, gt=0)
+    opa_ca: Path | None = None
+    opa_insecure: bool = False
+    opa_client_cert: Path | None = None
+    home: Path = Path(".veto")
+    records: bool = True
+    records_sync: Literal["normal", "full"] = "normal"
+    redact: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_argument_bytes: int = Field(default=1024 * 1024, gt=0)
+    pool_size: int | None = Field(default=None, gt=0)
+    reload_interval: float = Field(default=2.0, ge=0)
+    spans: bool = True
+    capture_arguments: bool = False
+    approval_ttl: float = Field(default=3600.0, gt=0)
+
+    @field_validator("policies", "redact", mode="before")
+    @classmethod
+    def _paths(cls, value: object) -> object:
+        return _split_paths(value)
