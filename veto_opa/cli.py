@@ -7,6 +7,7 @@
     veto-opa rego POLICY...                        the generated Rego
     veto-opa verify BUNDLE --key FILE              check a signed bundle's signature
     veto-opa decisions list|show|export|verify     the decision records
+    veto-opa approvals list|show|approve|reject    approval requests (require_approval)
     veto-opa demo                                  evaluate the example agent's tool calls
 
 Exit status: 0 success, 1 a problem with the input (policy, bundle, arguments), 2 tests failed
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from veto_opa import __version__
+    from veto_opa import __version__, approvals_cli
     from veto_opa.records import cli as records_cli
 
     parser = argparse.ArgumentParser(
@@ -156,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     records_cli.register(commands)
+    approvals_cli.register(commands)
     return parser
 
 

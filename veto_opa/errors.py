@@ -64,22 +64,32 @@ class EngineError(VetoError):
 
 
 class EngineUnavailable(EngineError):
+    """The engine cannot be reached: connection refused, DNS or TLS failure."""
+
     cause = "engine_unavailable"
 
 
 class EngineTimeout(EngineError):
+    """The engine did not answer within the timeout."""
+
     cause = "engine_timeout"
 
 
 class EngineProtocolError(EngineError):
+    """The engine answered with an HTTP error or something that is not a decision."""
+
     cause = "engine_protocol_error"
 
 
 class PolicyNotLoaded(EngineError):
+    """``data.veto.decision`` is undefined: the bundle is not loaded, or the path is wrong."""
+
     cause = "policy_not_loaded"
 
 
 class EngineEvaluationError(EngineError):
+    """The engine raised while evaluating the decision."""
+
     cause = "engine_evaluation_error"
 
 

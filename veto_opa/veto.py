@@ -344,7 +344,7 @@ class Veto:
             pending = self.approvals.request(  # type: ignore[union-attr]
                 tool=tool, arguments_sha256=digest, subject=subject,
                 approvers=tuple(d.get("approvers", ())), rule=d.get("rule"), reason=d["reason"],
-                decision_id=decision_id)
+                decision_id=decision_id, policy_revision=d.get("policy_revision"))
             return d, pending.approval_id, cause
         except Exception as e:  # noqa: BLE001 - no approval store, no pending approval
             log.error("veto-opa could not create an approval for %s: %s", decision_id, e)

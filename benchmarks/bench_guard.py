@@ -1,0 +1,138 @@
+"""Cost of ``Veto.guard()`` over raw evaluation of the same query in the same engine.
+
+Measures p50/p99 latency and throughput of: raw ``OpaEngine.eval_document("veto.decision")``;
+``guard()`` with records and spans off; ``guard()`` with durable records and spans on (an SDK
+tracer provider with a batch processor and an exporter that drops spans). Single thread, and
+4 threads sharing one Veto (throughput). The call is the seed policy's ``execute_sql`` SELECT
+on analytics in production (allowed after four rules are evaluated).
+
+    .venv/bin/python benchmarks/bench_guard.py [--seconds S]
+
+Targets (embedded engine): guard p50 ≤ 1.3 × raw p50 with records and spans off, ≤ 2.5 × with
+records and spans on, p99 under 2 ms; at least 3,000 guards/s with records on (4 threads).
+Ratios are measured in one run; the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import opa_bindings
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from veto_opa import Veto
+from veto_opa.translators import build
+from veto_opa.translators.bundle import load_into_engine
+
+SEED = Path(__file__).resolve().parent.parent / "examples" / "policies.yaml"
+TOOL = "execute_sql"
+ARGS = {"statement": "SELECT count(*) FROM orders", "database": "analytics"}
+CONTEXT = {"environment": "production", "user_role": "sre"}
+INPUT = {"tool": TOOL, "args": ARGS, "context": CONTEXT, "model": "mistral-large-latest",
+         "call_id": None}
+
+
+class _Drop(SpanExporter):
+    def export(self, spans):  # noqa: ANN001
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def latency(fn: Callable[[], object], seconds: float) -> tuple[float, float, int]:
+    for _ in range(200):
+        fn()
+    samples = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - t)
+    samples.sort()
+    return (statistics.median(samples) / 1e3, samples[int(len(samples) * 0.99)] / 1e3,
+            len(samples))
+
+
+def throughput(fn: Callable[[], object], threads: int, seconds: float) -> float:
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def work(i: int) -> None:
+        while not stop.is_set():
+            fn()
+            counts[i] += 1
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    return sum(counts) / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    s = args.seconds
+    bundle = build([SEED]).bundle()
+    raw_engine = opa_bindings.OpaEngine()
+    load_into_engine(bundle, raw_engine)
+    raw = lambda: raw_engine.eval_document("veto.decision", INPUT)  # noqa: E731
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Drop()))
+    with tempfile.TemporaryDirectory() as home:
+        plain = Veto([SEED], records=False, spans=False, reload_interval=0)
+        full = Veto([SEED], home=home, tracer_provider=provider, reload_interval=0)
+        guard_plain = lambda: plain.guard(TOOL, ARGS, CONTEXT, "mistral-large-latest")  # noqa
+        guard_full = lambda: full.guard(TOOL, ARGS, CONTEXT, "mistral-large-latest")  # noqa
+        assert guard_full().decision == "allow"
+        rows = []
+        # Interleave the measurements so that a noisy moment hurts all of them alike.
+        results: dict[str, list[tuple[float, float, int]]] = {"raw": [], "plain": [], "full": []}
+        for _ in range(3):
+            for name, fn in (("raw", raw), ("plain", guard_plain), ("full", guard_full)):
+                results[name].append(latency(fn, s / 3))
+        best = {k: min(v) for k, v in results.items()}
+        tp = {
+            "raw": throughput(raw, 4, s),
+            "plain": throughput(guard_plain, 4, s),
+            "full": throughput(guard_full, 4, s),
+        }
+        count = full.records.count()
+        ok = full.records.verify().ok
+        plain.close()
+        full.close()
+    provider.shutdown()
+    labels = {"raw": "raw eval_document", "plain": "guard, records+spans off",
+              "full": "guard, records+spans on"}
+    print("what | p50 µs | p99 µs | p50 / raw p50 | 4 threads ops/s")
+    print("---- | -----: | -----: | ------------: | --------------:")
+    for key in ("raw", "plain", "full"):
+        p50, p99, _ = best[key]
+        rows.append((key, p50, p99))
+        print(f"{labels[key]} | {p50:.0f} | {p99:.0f} | {p50 / best['raw'][0]:.2f} | "
+              f"{tp[key]:.0f}")
+    plain_ratio = best["plain"][0] / best["raw"][0]
+    full_ratio = best["full"][0] / best["raw"][0]
+    print(f"\nrecords written: {count}, chain verifies: {ok}")
+    print(f"targets: plain ≤ 1.3× raw: {'yes' if plain_ratio <= 1.3 else 'NO'} ({plain_ratio:.2f});"
+          f" full ≤ 2.5× raw: {'yes' if full_ratio <= 2.5 else 'NO'} ({full_ratio:.2f}); "
+          f"full p99 < 2 ms: {'yes' if best['full'][1] < 2000 else 'NO'}; "
+          f"≥ 3,000 guards/s with records: {'yes' if tp['full'] >= 3000 else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
