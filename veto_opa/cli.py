@@ -150,10 +150,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="decide the example SRE agent's tool calls", formatter_class=_RAW,
-        description="Evaluate a dozen tool calls an SRE agent might make against "
-                    "examples/policies.yaml (or POLICY) and print each decision.",
+        description="Guard a dozen tool calls an SRE agent might make with the policy in "
+                    "examples/policies.yaml (or POLICY), recording each decision, and print "
+                    "the decisions.",
         epilog="example:\n  veto-opa demo\n  veto-opa demo veto/policies.yaml")
     demo.add_argument("policies", nargs="*", metavar="POLICY")
+    demo.add_argument("--home", help="where records go (default: VETO_HOME or .veto)")
     demo.set_defaults(func=cmd_demo)
 
     records_cli.register(commands)
@@ -302,7 +304,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from veto_opa.demo import run_demo
 
-    return run_demo(args.policies or None)
+    return run_demo(args.policies or None, home=args.home)
 
 
 def _read_key(path: str, algorithm: str) -> bytes:

@@ -38,26 +38,34 @@ CALLS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
-def run_demo(policies: Sequence[str] | None = None) -> int:
-    """Decide every call in :data:`CALLS` and print a table; returns the exit status."""
-    from veto_opa.translators import build, bundle as bundles
-    import opa_bindings
+def run_demo(policies: Sequence[str] | None = None, home: str | None = None) -> int:
+    """Guard every call in :data:`CALLS` with :class:`veto_opa.Veto` and print each decision.
+
+    Records go to ``home`` (default ``VETO_HOME`` or ``.veto``), so ``veto-opa decisions list``
+    shows them afterwards.
+    """
+    from veto_opa import Veto
 
     paths = list(policies or [str(EXAMPLE)])
-    bundle = build(paths).bundle()
-    engine = opa_bindings.OpaEngine()
-    bundles.load_into_engine(bundle, engine)
-    print(f"policies: {', '.join(paths)}  (revision {bundle.revision[:19]}…)\n")
-    for tool, args, context in CALLS:
-        d = engine.eval_document("veto.decision", {
-            "tool": tool, "args": args, "context": context, "model": "mistral-large-latest",
-            "call_id": None})
-        shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
-        print(f"{d['decision'].upper():<17} {tool}({shown})")
-        print(f"{'':17} {d['rule'] or '(no rule)'}: {d['reason']}")
-        if d["approvers"]:
-            print(f"{'':17} approvers: {', '.join(d['approvers'])}")
-    engine.close()
+    settings = {"reload_interval": 0}
+    if home is not None:
+        settings["home"] = home
+    with Veto(paths, **settings) as veto:
+        print(f"policies: {', '.join(paths)}")
+        print(f"records:  {veto.settings.home / 'records.sqlite3'}\n")
+        for tool, args, context in CALLS:
+            d = veto.guard(tool, args, context, model="mistral-large-latest")
+            shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
+            print(f"{d.decision.upper():<17} {tool}({shown})")
+            print(f"{'':17} {d.rule or '(no rule)'}: {d.reason}")
+            if d.approval_id:
+                print(f"{'':17} approval {d.approval_id} (approvers: {', '.join(d.approvers)})")
+            if d.allowed:
+                veto.record_outcome(d.decision_id, "executed")
+        result = veto.records.verify()
+        chain = "intact" if result.ok else "BROKEN"
+        print(f"\n{result.count} records (decisions and outcomes), hash chain {chain}; "
+              "see them with: veto-opa decisions list")
     return 0
 
 

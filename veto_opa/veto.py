@@ -230,7 +230,8 @@ class Veto:
             if not isinstance(ctx, Mapping):
                 raise InvalidToolCall(f"context must be an object, found {type(ctx).__name__}")
             ctx = dict(ctx)
-            headers = spans.trace_headers(span) if span is not None else None
+            headers = (spans.trace_headers(span) if span is not None and
+                       getattr(self.engine, "sends_headers", True) else None)
             answer = self.engine.decide(
                 {"tool": tool, "args": args, "context": ctx, "model": model,
                  "call_id": call_id}, headers=headers)

@@ -29,33 +29,56 @@ decision := decision_for(_loaded_policies)
 #   `names` only (a set or array of package names under data.veto.policies).
 #   Names without a policy package are ignored. Used by the compiled per-policy
 #   example tests, which must not be influenced by the other loaded policies.
-decision_for(names) := result if {
-	applying := _applying(names)
-	deciding := _deciding(applying)
-	result := _decision(
-		deciding.action,
-		deciding.rule,
-		deciding.message,
-		_approvers(applying, deciding.action),
-		deciding.policy,
-		[_matched_entry(r) | some r in applying],
-		_errors(names),
-	)
-} else := result if {
-	# No rule applies: the most restrictive default among the selected policies.
+decision_for(names) := _decide(names, sort([[p.index, meta.index, name, rule, status, meta] |
+	# Every rule of the selected policies that is true or in error for this tool call, in
+	# (policy index, rule index) order. Most calls have none or a few: everything after
+	# this works on that short list only.
+	some name in names
+	p := data.veto.policies[name].policy
+	some [rule, status] in data.veto.policies[name].status
+	status != false
+	meta := data.veto.policies[name].rules[rule]
+]))
+
+# No rule is true or in error: the most restrictive default among the selected policies.
+_decide(names, []) := _default_decision(names, [])
+
+_decide(names, hits) := result if {
+	count(hits) > 0
+	applying := [_entry(h) | some h in hits; _applies(h[4], h[5].action)]
+	errors := [{"rule": h[3], "detail": _details[h[2]][h[3]], "policy": h[2]} |
+		some h in hits
+		h[4] == "error"
+	]
+	result := _decision_of(names, applying, errors)
+}
+
+_decision_of(names, [], errors) := _default_decision(names, errors)
+
+_decision_of(_, applying, errors) := _decision(
+	deciding.action,
+	deciding.rule,
+	deciding.message,
+	_approvers(applying, deciding.action),
+	deciding.policy,
+	[_matched_entry(e) | some e in applying],
+	errors,
+) if {
+	count(applying) > 0
+	best := min([_rank[e.action] | some e in applying])
+	deciding := [e | some e in applying; _rank[e.action] == best][0]
+}
+
+_default_decision(names, errors) := _decision(
+	fallback.default,
+	null,
+	sprintf("no rule applies to tool %s; policy %s defaults to %s", [_tool_text, fallback.name, fallback.default]),
+	[],
+	fallback.name,
+	[],
+	errors,
+) if {
 	fallback := _fallback(names)
-	result := _decision(
-		fallback.default,
-		null,
-		sprintf(
-			"no rule applies to tool %s; policy %s defaults to %s",
-			[_tool_text, fallback.name, fallback.default],
-		),
-		[],
-		fallback.name,
-		[],
-		_errors(names),
-	)
 } else := _decision("deny", null, "no Veto policy is loaded", [], null, [], [])
 
 # The one place that shapes the decision object.
@@ -84,45 +107,23 @@ _selected(names) := {name: p |
 	p := data.veto.policies[name].policy
 }
 
-# Rules that apply, in (policy index, rule index) order: those whose condition is true,
-# and the deny and require_approval rules whose condition is an error (fail closed).
-_applying(names) := [t[3] |
-	some t in sort({[p.index, name, meta.index, entry] |
-		some name, p in _selected(names)
-		some rule in _applying_rules(name)
-		meta := data.veto.policies[name].rules[rule]
-		entry := _entry(name, rule, meta)
-	})
-]
-
-_applying_rules(name) := {rule |
-	some [rule, status] in data.veto.policies[name].status
-	_applies(status, data.veto.policies[name].rules[rule].action)
-}
-
+# A rule applies when its condition is true, and a deny or require_approval rule also when
+# its condition is an error (fail closed).
 _applies(true, _)
 
 _applies("error", action) if action != "allow"
 
-_entry(policy, rule, meta) := {
-	"policy": policy,
-	"rule": rule,
-	"action": meta.action,
-	"message": _message(policy, rule, meta),
-	"approvers": meta.approvers,
+_entry(h) := {
+	"policy": h[2],
+	"rule": h[3],
+	"action": h[5].action,
+	"message": _message(h),
+	"approvers": h[5].approvers,
 }
 
-_message(policy, rule, meta) := sprintf("rule %s could not be evaluated: %s", [rule, _details[policy][rule]]) if {
-	[rule, "error"] in data.veto.policies[policy].status
-} else := meta.message
-
-# Rules whose condition is an error, in (policy index, rule index) order.
-_errors(names) := [{"rule": t[3], "detail": _details[t[1]][t[3]], "policy": t[1]} |
-	some t in sort({[p.index, name, data.veto.policies[name].rules[rule].index, rule] |
-		some name, p in _selected(names)
-		some [rule, "error"] in data.veto.policies[name].status
-	})
-]
+_message(h) := sprintf("rule %s could not be evaluated: %s", [h[3], _details[h[2]][h[3]]]) if {
+	h[4] == "error"
+} else := h[5].message
 
 # What was missing or ill-typed, per policy and rule in error; computed once per query.
 _details[policy][rule] := _detail(policy, rule) if {
@@ -144,14 +145,6 @@ _matched_entry(r) := {
 # Lower rank wins: deny beats require_approval beats allow.
 _rank := {"deny": 0, "require_approval": 1, "allow": 2}
 
-# The first applying rule (in policy/rule order) of the winning action. `applying`
-# is already ordered, so the position breaks ties between rules of one action.
-# Undefined when nothing applies.
-_deciding(applying) := applying[ranked[0][1]] if {
-	ranked := sort([[_rank[r.action], i] | some i, r in applying])
-	count(ranked) > 0
-}
-
 # Approvers of every applying require_approval rule, not only the deciding one:
 # anyone who could approve one of the reasons for holding the call may approve it.
 _approvers(applying, "require_approval") := sort({a |
@@ -165,11 +158,11 @@ _approvers(_, action) := [] if action != "require_approval"
 # With several policies, the most restrictive default wins; ties go to the policy
 # loaded first. An unknown default fails closed as deny.
 _fallback(names) := {"name": best[2], "default": best[3]} if {
-	candidates := sort({[_rank[d], p.index, name, d] |
-		some name, p in _selected(names)
+	best := min([[_rank[d], p.index, name, d] |
+		some name in names
+		p := data.veto.policies[name].policy
 		d := _default_of(p)
-	})
-	best := candidates[0]
+	])
 }
 
 _default_of(p) := p.default if {

@@ -81,6 +81,10 @@ class EmbeddedEngine:
 
     name = "embedded"
 
+    #: In-process: there is no request to carry trace context.
+
+    sends_headers = False
+
     def __init__(self, bundle: Bundle, *, pool_size: int | None = None,
                  query: str = "veto.decision") -> None:
         size = pool_size if pool_size is not None else (os.cpu_count() or 1)
