@@ -34,6 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "examples" / "policies.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _no_veto_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests configure Veto explicitly; VETO_* variables of the shell must not leak in."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("VETO_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def seed_bundle():
     """The seed policy compiled into a bundle, once per session."""

@@ -79,6 +79,8 @@ class Veto:
             settings["opa_url"] = opa_url
         if bundle is not None:
             settings["bundle"] = Path(bundle)
+        if (policies is not None or bundle is not None) and opa_url is None:
+            settings["opa_url"] = None   # explicit local policies win over VETO_OPA_URL
         store = None
         if records is not None and not isinstance(records, bool):
             store = records

@@ -15,6 +15,7 @@ from veto_opa.translators import build
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
+UPDATE = bool(os.environ.get("VETO_UPDATE_GOLDEN"))   # read at import: tests clear VETO_*
 SOURCES = {
     "policies.rego": ["examples/policies.yaml"],
     "platform.rego": ["examples/platform.yaml"],
@@ -27,7 +28,7 @@ def test_generated_rego_matches_golden_file(name: str, monkeypatch: pytest.Monke
     monkeypatch.chdir(ROOT)  # the source path is part of the generated comments
     generated = build(SOURCES[name]).generated()[f"veto/policies/{name}"]
     golden = GOLDEN / name
-    if os.environ.get("VETO_UPDATE_GOLDEN"):
+    if UPDATE:
         golden.write_text(generated, encoding="utf-8")
     assert generated == golden.read_text(encoding="utf-8"), (
         f"{name} differs from tests/golden/{name}; if the change is intended, rerun with "
