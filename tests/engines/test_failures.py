@@ -7,9 +7,12 @@ Engines raise; ``Veto.guard()`` turns the error into a deny. An answer without a
 from __future__ import annotations
 
 import json
+import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -82,6 +85,29 @@ def test_rest_connection_closed_without_an_answer(served: tuple[OpaStandin, Rest
     assert str(raised.value) == f"OPA at {standin.url} closed the connection without answering"
 
 
+def test_rest_reused_connection_closed_without_an_answer_is_retried_once(
+        served: tuple[OpaStandin, RestEngine]) -> None:
+    standin, engine = served
+    engine.decide(INPUT)
+    standin.close_connection = True
+    with pytest.raises(EngineUnavailable) as raised:
+        engine.decide(INPUT)
+    assert str(raised.value) == f"OPA at {standin.url} closed the connection without answering"
+    assert len(standin.requests) == 1 + 2   # the kept-alive connection, then one new one
+    assert standin.connections == 2
+
+
+def test_rest_connect_timeout() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)   # never accepts: one connection fills the backlog
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with socket.create_connection(listener.getsockname()), \
+                RestEngine(url, timeout=0.2) as engine, pytest.raises(EngineTimeout) as raised:
+            engine.decide(INPUT)
+    assert str(raised.value) == f"OPA at {url} did not accept the connection within 0.2 s"
+
+
 def test_rest_timeout(served: tuple[OpaStandin, RestEngine]) -> None:
     standin, engine = served
     standin.delay = 5.0
@@ -92,6 +118,15 @@ def test_rest_timeout(served: tuple[OpaStandin, RestEngine]) -> None:
     assert str(raised.value) == "OPA did not answer within 0.3 s"
     assert raised.value.cause == "engine_timeout"
     assert 0.29 <= elapsed < 0.3 + 0.5
+
+
+def test_rest_timeout_is_not_retried(served: tuple[OpaStandin, RestEngine]) -> None:
+    standin, engine = served
+    engine.decide(INPUT)
+    standin.delay = 5.0
+    with pytest.raises(EngineTimeout):
+        engine.decide(INPUT)
+    assert len(standin.requests) == 2
 
 
 def test_rest_recovers_after_a_timeout(served: tuple[OpaStandin, RestEngine]) -> None:
@@ -166,6 +201,54 @@ def test_rest_answer_not_an_object(served: tuple[OpaStandin, RestEngine]) -> Non
     with pytest.raises(EngineProtocolError) as raised:
         engine.decide(INPUT)
     assert str(raised.value) == "OPA's answer is not a JSON object: '[\"allow\"]'"
+
+
+@contextmanager
+def raw_server(answer: bytes) -> Iterator[str]:
+    """A server that reads one request per connection, writes ``answer`` and hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:   # read the whole request: unread bytes would reset the answer
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += connection.recv(65536)
+                head, _, body = received.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
+                while len(body) < length:
+                    body += connection.recv(65536)
+                connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join()
+
+
+def test_rest_answer_that_is_not_http() -> None:
+    with raw_server(b"SSH-2.0-OpenSSH_9.6\r\n") as url, RestEngine(url) as engine, \
+            pytest.raises(EngineProtocolError) as raised:
+        engine.decide(INPUT)
+    assert str(raised.value) == (
+        "OPA's answer is not HTTP/1.1: BadStatusLine('SSH-2.0-OpenSSH_9.6\\r\\n')")
+
+
+def test_rest_answer_cut_short() -> None:
+    answer = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 90\r\n\r\n{"res'
+    with raw_server(answer) as url, RestEngine(url) as engine, \
+            pytest.raises(EngineUnavailable) as raised:
+        engine.decide(INPUT)
+    assert str(raised.value) == (
+        f"OPA at {url} closed the connection in the middle of its answer (5 bytes received)")
 
 
 def test_rest_answer_without_result_is_undefined(served: tuple[OpaStandin, RestEngine]) -> None:

@@ -14,30 +14,37 @@ construction: ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, ``HTTP(S)_PROXY``/``NO_
 ``.netrc``. :meth:`RestEngine.health` is ``OpaClient.check_health({"bundles": True})``.
 
 The per-call POST does not go through ``requests``, nor through urllib3: it is sent by a
-minimal keep-alive HTTP/1.1 client on ``http.client`` — the cost of the HTTP client is part of
-every tool call. Measured on a shared 2-CPU machine, p50 of the client's own cost over a bare
-kept-alive ``http.client`` POST of the same bytes, calls interleaved one by one
-(``benchmarks/bench_engines.py``; "fixed server": a separate process answering a fixed body,
-which isolates the client; "stand-in": tests/opa_standin.py in the same process, where client
-CPU also competes with the server for the GIL):
+minimal keep-alive HTTP/1.1 client on ``http.client`` — the HTTP client's cost is paid on every
+tool call, and the requirement is at most 1.2 x a bare kept-alive ``http.client`` POST of the
+same bytes (p50, one thread). Measured on a shared 2-CPU machine, calls interleaved one by one,
+p50 over the bare POST; "fixed server": a separate process answering a fixed decision, which
+isolates the client; "stand-in": tests/opa_standin.py, the server of
+``benchmarks/bench_engines.py``, in the same process, where the client's CPU also competes
+with the server for the GIL:
 
-    ======================================  ================  =====================
-    client                                  fixed server      stand-in (ratio)
-    ======================================  ================  =====================
-    requests (adapter.send, the old path)   +424 µs           +1050 µs (1.59-1.61x)
-    urllib3 ``HTTPConnectionPool.urlopen``  +177 µs           +500 µs  (1.28-1.30x)
-    this module (``http.client`` pool)      +28 µs            +50-90 µs (1.03-1.07x)
-    ======================================  ================  =====================
+    ===========================================  ==============  ==========================
+    client                                       fixed server    stand-in (bare: 1.6-1.7 ms)
+    ===========================================  ==============  ==========================
+    requests (``HTTPAdapter.send``, the old      +410..480 µs    +940..1085 µs, 1.56-1.64x
+    path, a prepared request per call)
+    urllib3 ``HTTPConnectionPool.urlopen``       +165..195 µs    +470..520 µs,  1.28-1.31x
+    (``preload_content``, ``retries=False``,
+    headers precomputed; the POST alone)
+    this module (all of ``decide``)              +48..59 µs      +95..160 µs,   1.06-1.10x
+    ===========================================  ==============  ==========================
 
-``requests`` pays for its Request/Response objects, header dictionaries and hooks; urllib3's
-``urlopen`` still builds a Timeout, a Retry, a response object with its decoders, and polls the
-socket for liveness before each reuse. The requirement is at most 1.2x the bare POST, so only
-the ``http.client`` client qualifies. It keeps what the old path gave:
+``requests`` builds Request, PreparedRequest and Response objects, case-insensitive header
+dictionaries and hooks on every call; urllib3's ``urlopen`` still builds a Timeout, a Retry and
+a response object with its content decoders, polls the socket for liveness before each reuse
+and sends the headers and the body through its own layers. Only the ``http.client`` client
+meets 1.2x. (This module's stand-in figures are rows (c)/(d) of the benchmark; the others
+and the fixed-server column come from one-off scripts interleaving the same way.) It keeps
+what the old path gave:
 
-- **Connection reuse.** A thread-safe pool: a ``queue.LifoQueue`` of idle connections (the
-  most recently used first, so the fewest stay warm), up to ``pool_maxsize``; a caller that
-  finds none idle opens one (never waits), and a connection returned to a full pool is closed,
-  as urllib3 does with ``block=False``. Each connection serves one caller at a time.
+- **Connection reuse.** A thread-safe pool: a ``queue.LifoQueue`` of idle connections, the
+  most recently used first, up to ``pool_maxsize``; a caller that finds none idle opens one
+  (never waits), and a connection returned to a full pool is closed, as urllib3 does with
+  ``block=False``. Each connection serves one caller at a time.
 - **A stale connection is retried once.** A reused connection that fails before the first
   byte of the answer — the send fails, or the socket is reset or closed (OPA restarted, an
   idle timeout of OPA or of a proxy) — is closed and the request is sent again, once, on a
