@@ -116,8 +116,27 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
         compiler=rego.string(COMPILER),
         sources=rego.value([{"policy": p.name, "file": p.source, "sha256": p.sha256}
                             for p in policies]),
+        policies=rego.value([p.name for p in sorted(policies, key=lambda p: p.index)]),
+        default_decision=rego.value(default_decision(policies, revision)),
     )
     return Compiled(tuple(policies), modules, revision, data)
+
+
+_RANK = {"deny": 0, "require_approval": 1, "allow": 2}
+
+
+def default_decision(policies: Sequence[Policy], revision: str) -> dict[str, Any]:
+    """The decision when no rule applies, as ``rego/veto/decision.rego`` would compute it:
+    the most restrictive default among the policies, ties to the first loaded."""
+    def shape(action: str, reason: str, name: str | None) -> dict[str, Any]:
+        return {"decision": action, "rule": None, "reason": reason, "approvers": [],
+                "matched": [], "errors": [], "policy": {"name": name, "revision": revision}}
+
+    if not policies:
+        return shape("deny", "no Veto policy is loaded", None)
+    best = min(policies, key=lambda p: (_RANK[p.default], p.index))
+    return shape(best.default, f"no rule applies; policy {best.name} defaults to {best.default}",
+                 best.name)
 
 
 def conditions_data(policy: Policy) -> dict[str, Any]:
@@ -172,11 +191,12 @@ def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
     compiler = ConditionCompiler(prefix, rule.when)
     truth = compiler.truth_alternatives(rule.when.node, Scope())
     falsity = compiler.falsity_alternatives(rule.when.node, Scope())
-    # One else chain: each alternative that makes the condition true, then each that makes
-    # it false, then "error". True and false exclude each other, so the order is free.
-    bodies = [_block(b) for b in truth]
-    bodies += [f"false if {_block(b)}" for b in falsity]
-    bodies[1:len(truth)] = [f"true if {b}" for b in bodies[1:len(truth)]]
+    # One else chain: each alternative that makes the condition false, then each that makes
+    # it true, then "error". True and false exclude each other, so the order is free; false
+    # first, because most conditions are false for most calls and the chain stops early.
+    bodies = [_block(b) for b in falsity]
+    bodies += [f"true if {_block(b)}" for b in truth]
+    bodies[1:len(falsity)] = [f"false if {b}" for b in bodies[1:len(falsity)]]
     ctx.update(
         status=prefix,
         bodies=bodies,

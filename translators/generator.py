@@ -91,6 +91,10 @@ class ConditionCompiler:
         self.uses_ops = False
         self.constants: dict[ex.Node, object] = {}
         self.macro_vars: dict[str, int] = {}
+        # Values computed more than once in the condition (args.statement.upper() in three
+        # alternatives) become one complete rule, which OPA evaluates once per query.
+        self.shared: dict[str, str] = {}
+        self.repeated = _repeated(checked.node)
         self.value_handlers = {k: getattr(self, name) for k, name in _VALUE.items()}
         self.truth_handlers = {k: getattr(self, name) for k, name in _TRUTH.items()}
         self.falsity_handlers = {k: getattr(self, name) for k, name in _FALSITY.items()}
@@ -106,7 +110,20 @@ class ConditionCompiler:
             if isinstance(constant, evaluator.Err):
                 return Val(["false"], "null", solid=True)   # an error: never a value
             return Val([], rego.value(constant), solid=True)
+        if node.text in self.repeated and not scope.names:
+            return self._shared(node)
         return self.value_handlers[node.key](node, scope)
+
+    def _shared(self, node: ex.Node) -> Val:
+        name = self.shared.get(node.text)
+        if name is None:
+            name = self.shared[node.text] = f"{self.prefix}_V{len(self.shared) + 1}"
+            val = self.value_handlers[node.key](node, Scope())
+            self.helpers.append(f"# {_comment(node.text)}\n"
+                                f"{name} := {val.term} if {_block(_dedupe(val.stmts))}")
+        # The rule is undefined when the value is an error: `_ = name` makes the body fail then,
+        # so that the name is safe under `not` afterwards (and repeats are removed per body).
+        return Val([f"_ = {name}"], name, solid=True, ref=True)
 
     def _mark_variable(self, node: ex.Node) -> bool:
         variable = isinstance(node, (ex.Root, ex.Var))
@@ -437,6 +454,23 @@ _TRUTH = {c.key: f"{c.key}_truth" if hasattr(ConditionCompiler, f"{c.key}_truth"
           else "value_truth" for c in ex.NODE_TYPES}
 _FALSITY = {c.key: f"{c.key}_falsity" if hasattr(ConditionCompiler, f"{c.key}_falsity")
             else "value_falsity" for c in ex.NODE_TYPES}
+
+
+_SHAREABLE = (ex.Method, ex.Call, ex.Arith, ex.Neg)
+
+
+def _repeated(root: ex.Node) -> set[str]:
+    """Texts of computed values that occur more than once and read no macro variable."""
+    seen: dict[str, int] = {}
+    for node in root.walk():
+        if isinstance(node, _SHAREABLE) and not any(isinstance(n, ex.Var) for n in node.walk()):
+            seen[node.text] = seen.get(node.text, 0) + 1
+    return {text for text, count in seen.items() if count > 1}
+
+
+def _comment(text: str) -> str:
+    return rego.comment_lines(text, prefix="")[0] if "\n" not in text else text.replace(
+        "\n", " ")
 
 
 def _uses(node: ex.Node, name: str) -> bool:

@@ -5,9 +5,14 @@
 #   decision for the tool call in input. Each policy package defines `policy` (name,
 #   load index, default, source), `rules` (each rule's index, action, reason and
 #   approvers) and `status`: a pair [rule, value] for each rule that governs this tool,
-#   where value is its condition's, true, false or "error". Why a condition could not be evaluated comes from
-#   veto.lib.explain, which evaluates the condition's data form in
+#   where value is its condition's, true, false or "error". Why a condition could not be
+#   evaluated comes from veto.lib.explain, which evaluates the condition's data form in
 #   data.veto.conditions.<policy>.<rule>.
+#
+#   The bundle's own package, veto.bundle (generated), lists its policies and holds the
+#   decision for calls that no rule applies to; without it, both are worked out here.
+#   Everything is a complete rule without arguments, which OPA evaluates once per query
+#   (function calls would hash their arguments on every call).
 package veto
 
 import data.veto.lib.explain
@@ -20,7 +25,22 @@ import data.veto.lib.explain
 #    "policy": {"name", "revision"}}. Always defined, whatever the input, so that an
 #   undefined answer can only mean that this library is not loaded.
 # entrypoint: true
-decision := decision_for(_loaded_policies)
+decision := _no_hit_decision if {
+	count(_hits) == 0
+} else := object.union(_no_hit_decision, {"errors": _errors}) if {
+	# Only allow rules in error: nothing applies, but the errors are reported.
+	count(_applying) == 0
+} else := {
+	"decision": _deciding.action,
+	"rule": _deciding.rule,
+	"reason": _deciding.message,
+	"approvers": _approvers,
+	"matched": [{"rule": e.rule, "action": e.action, "message": e.message, "policy": e.policy} |
+		some e in _applying
+	],
+	"errors": _errors,
+	"policy": {"name": _deciding.policy, "revision": _revision},
+}
 
 # METADATA
 # title: Decision restricted to some policies
@@ -29,154 +49,121 @@ decision := decision_for(_loaded_policies)
 #   `names` only (a set or array of package names under data.veto.policies).
 #   Names without a policy package are ignored. Used by the compiled per-policy
 #   example tests, which must not be influenced by the other loaded policies.
-decision_for(names) := _decide(names, sort([[p.index, meta.index, name, rule, status, meta] |
-	# Every rule of the selected policies that is true or in error for this tool call, in
-	# (policy index, rule index) order. Most calls have none or a few: everything after
-	# this works on that short list only.
-	some name in names
-	p := data.veto.policies[name].policy
+decision_for(names) := d if {
+	d := decision with data.veto.bundle.policies as [n | some n in names]
+		with data.veto.bundle.default_decision as _default_decision(names)
+}
+
+# The policies of the bundle, in load order; without the bundle's list, every package
+# under data.veto.policies that defines `policy` (the compiled example tests, `<name>_test`,
+# live there too and define none).
+_policy_names := names if {
+	names := data.veto.bundle.policies
+} else := [name | some name; data.veto.policies[name].policy]
+
+# Every rule of those policies that is true or in error for this tool call, in (policy
+# index, rule index) order. Most calls have none or a few: what follows works on that
+# short list only.
+_hits := sort([[p.index, meta.index, name, rule, status, meta] |
+	some name in _policy_names
 	some [rule, status] in data.veto.policies[name].status
 	status != false
-	meta := data.veto.policies[name].rules[rule]
-]))
-
-# No rule is true or in error: the most restrictive default among the selected policies.
-_decide(names, []) := _default_decision(names, [])
-
-_decide(names, hits) := result if {
-	count(hits) > 0
-	applying := [_entry(h) | some h in hits; _applies(h[4], h[5].action)]
-	errors := [{"rule": h[3], "detail": _details[h[2]][h[3]], "policy": h[2]} |
-		some h in hits
-		h[4] == "error"
-	]
-	result := _decision_of(names, applying, errors)
-}
-
-_decision_of(names, [], errors) := _default_decision(names, errors)
-
-_decision_of(_, applying, errors) := _decision(
-	deciding.action,
-	deciding.rule,
-	deciding.message,
-	_approvers(applying, deciding.action),
-	deciding.policy,
-	[_matched_entry(e) | some e in applying],
-	errors,
-) if {
-	count(applying) > 0
-	best := min([_rank[e.action] | some e in applying])
-	deciding := [e | some e in applying; _rank[e.action] == best][0]
-}
-
-_default_decision(names, errors) := _decision(
-	fallback.default,
-	null,
-	sprintf("no rule applies to tool %s; policy %s defaults to %s", [_tool_text, fallback.name, fallback.default]),
-	[],
-	fallback.name,
-	[],
-	errors,
-) if {
-	fallback := _fallback(names)
-} else := _decision("deny", null, "no Veto policy is loaded", [], null, [], [])
-
-# The one place that shapes the decision object.
-_decision(action, rule, reason, approvers, policy_name, matched, errors) := {
-	"decision": action,
-	"rule": rule,
-	"reason": reason,
-	"approvers": approvers,
-	"matched": matched,
-	"errors": errors,
-	"policy": {"name": policy_name, "revision": _revision},
-}
-
-# Only packages that define `policy` are Veto policies: the compiled example tests
-# (`<name>_test`) live under data.veto.policies too. Referencing `.policy` (and
-# later `.status` and `.rules`) rather than the whole package keeps OPA from
-# evaluating every rule of every package.
-_loaded_policies contains name if {
-	some name
-	data.veto.policies[name].policy
-}
-
-# The selected policies that exist.
-_selected(names) := {name: p |
-	some name in names
 	p := data.veto.policies[name].policy
-}
+	meta := data.veto.policies[name].rules[rule]
+])
 
-# A rule applies when its condition is true, and a deny or require_approval rule also when
-# its condition is an error (fail closed).
-_applies(true, _)
-
-_applies("error", action) if action != "allow"
-
-_entry(h) := {
-	"policy": h[2],
-	"rule": h[3],
-	"action": h[5].action,
-	"message": _message(h),
-	"approvers": h[5].approvers,
-}
-
-_message(h) := sprintf("rule %s could not be evaluated: %s", [h[3], _details[h[2]][h[3]]]) if {
-	h[4] == "error"
-} else := h[5].message
-
-# What was missing or ill-typed, per policy and rule in error; computed once per query.
-_details[policy][rule] := _detail(policy, rule) if {
-	some policy in _loaded_policies
-	some [rule, "error"] in data.veto.policies[policy].status
+# What was missing or ill-typed, for each rule in error.
+_details[[name, rule]] := _detail(name, rule) if {
+	some [_, _, name, rule, "error", _] in _hits
 }
 
 _detail(policy, rule) := d if {
 	d := explain.detail(data.veto.conditions[policy][rule])
 } else := "the condition could not be evaluated"
 
-_matched_entry(r) := {
-	"rule": r.rule,
-	"action": r.action,
-	"message": r.message,
-	"policy": r.policy,
-}
+# A rule applies when its condition is true, and a deny or require_approval rule also when
+# its condition is an error (fail closed).
+_applying := [{
+	"policy": name,
+	"rule": rule,
+	"action": meta.action,
+	"message": _message(name, rule, status, meta),
+	"approvers": meta.approvers,
+} |
+	some [_, _, name, rule, status, meta] in _hits
+	_applies(status, meta.action)
+]
 
-# Lower rank wins: deny beats require_approval beats allow.
-_rank := {"deny": 0, "require_approval": 1, "allow": 2}
+_applies(true, _)
 
-# Approvers of every applying require_approval rule, not only the deciding one:
-# anyone who could approve one of the reasons for holding the call may approve it.
-_approvers(applying, "require_approval") := sort({a |
-	some r in applying
-	r.action == "require_approval"
-	some a in r.approvers
-})
+_applies("error", action) if action != "allow"
 
-_approvers(_, action) := [] if action != "require_approval"
+_message(name, rule, "error", _) := sprintf("rule %s could not be evaluated: %s", [rule, _details[[name, rule]]])
 
-# With several policies, the most restrictive default wins; ties go to the policy
-# loaded first. An unknown default fails closed as deny.
-_fallback(names) := {"name": best[2], "default": best[3]} if {
+_message(_, _, true, meta) := meta.message
+
+_errors := [{"rule": rule, "detail": _details[[name, rule]], "policy": name} |
+	some [_, _, name, rule, "error", _] in _hits
+]
+
+_actions := {e.action | some e in _applying}
+
+# The deciding rule: the first applying rule (in policy and rule order) of the strongest
+# action; deny beats require_approval beats allow.
+_deciding := [e | some e in _applying; e.action == "deny"][0] if {
+	"deny" in _actions
+} else := [e | some e in _applying; e.action == "require_approval"][0] if {
+	"require_approval" in _actions
+} else := _applying[0]
+
+# Approvers of every applying require_approval rule, not only the deciding one: anyone
+# who could approve one of the reasons for holding the call may approve it.
+_approvers := sort({a |
+	some e in _applying
+	e.action == "require_approval"
+	some a in e.approvers
+}) if {
+	_deciding.action == "require_approval"
+} else := []
+
+# No rule applies: the bundle's precomputed decision, or the same worked out here.
+_no_hit_decision := d if {
+	d := data.veto.bundle.default_decision
+} else := _default_decision(_policy_names)
+
+# With several policies, the most restrictive default wins; ties go to the policy loaded
+# first. An unknown default fails closed as deny. The compiler writes the same object for
+# the bundle's default_decision (translators/compiler.py, default_decision).
+_default_decision(names) := {
+	"decision": best[3],
+	"rule": null,
+	"reason": sprintf("no rule applies; policy %s defaults to %s", [best[2], best[3]]),
+	"approvers": [],
+	"matched": [],
+	"errors": [],
+	"policy": {"name": best[2], "revision": _revision},
+} if {
 	best := min([[_rank[d], p.index, name, d] |
 		some name in names
 		p := data.veto.policies[name].policy
 		d := _default_of(p)
 	])
+} else := {
+	"decision": "deny",
+	"rule": null,
+	"reason": "no Veto policy is loaded",
+	"approvers": [],
+	"matched": [],
+	"errors": [],
+	"policy": {"name": null, "revision": _revision},
 }
 
 _default_of(p) := p.default if {
 	_rank[p.default]
 } else := "deny"
 
-# `input` may be undefined or not an object: the sentence must still be built.
-default _tool := null
-
-_tool := input.tool
-
-_tool_text := sprintf("%q", [_tool]) if {
-	is_string(_tool)
-} else := json.marshal(_tool)
+# Lower rank wins: deny beats require_approval beats allow.
+_rank := {"deny": 0, "require_approval": 1, "allow": 2}
 
 default _revision := ""
 

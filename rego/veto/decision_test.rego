@@ -7,7 +7,8 @@ import data.veto
 # so each test sees exactly the policies it names. Their `rules` and `status` are
 # constants here: what is under test is how the library combines them. The details of
 # rules in error come from veto.lib.explain, replaced by `_same` so that a test can state
-# them directly (the explainer has tests of its own).
+# them directly (the explainer has tests of its own). `with data.veto.bundle as {}` hides
+# the policy list and default decision of a compiled bundle loaded beside this file.
 
 _policy(name, index, default_action) := {
 	"name": name,
@@ -63,14 +64,14 @@ _same(x) := x
 # The decision with details from the packages' `details`.
 _decide(policies) := d if {
 	d := veto.decision with input as _call
-		with data.veto.policies as policies
+		with data.veto.policies as policies with data.veto.bundle as {}
 		with data.veto.conditions as _details_of(policies)
 		with data.veto.lib.explain.detail as _same
 }
 
 _decide_for(names, policies) := d if {
 	d := veto.decision_for(names) with input as _call
-		with data.veto.policies as policies
+		with data.veto.policies as policies with data.veto.bundle as {}
 		with data.veto.conditions as _details_of(policies)
 		with data.veto.lib.explain.detail as _same
 }
@@ -96,7 +97,7 @@ _sre_mixed := _package(
 )
 
 test_deny_beats_require_approval if {
-	d := veto.decision with input as _call with data.veto.policies as {"sre": _sre_mixed}
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as {"sre": _sre_mixed}
 	d.decision == "deny"
 	d.rule == "prod_deletes"
 	d.reason == "prod_deletes says deny"
@@ -113,7 +114,7 @@ test_require_approval_beats_allow if {
 		},
 		set(),
 	)}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "require_approval"
 	d.rule == "prod_writes"
 	d.approvers == ["dba"]
@@ -121,7 +122,7 @@ test_require_approval_beats_allow if {
 
 test_allow_when_only_allow_rules_apply if {
 	policies := {"sre": _package(_policy("sre", 0, "deny"), {_rule("sre", 3, "log_reads", "allow")}, set())}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "allow"
 	d.rule == "log_reads"
 	d.reason == "log_reads says allow"
@@ -131,7 +132,7 @@ test_allow_when_only_allow_rules_apply if {
 test_decision_object_has_the_documented_shape if {
 	d := veto.decision with input as _call
 		with data.veto.policies as {"sre": _sre_mixed}
-		with data.veto.bundle.revision as "sha256:abc"
+		with data.veto.bundle as {"revision": "sha256:abc"}
 
 	d == {
 		"decision": "deny",
@@ -160,7 +161,7 @@ test_deciding_rule_is_first_in_policy_order_across_policies if {
 		"ops": _package(_policy("ops", 1, "allow"), {_rule("ops", 0, "ops_blocks", "deny")}, set()),
 		"sre": _package(_policy("sre", 0, "allow"), {_rule("sre", 7, "sre_blocks", "deny")}, set()),
 	}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "deny"
 	d.rule == "sre_blocks"
 	d.policy.name == "sre"
@@ -177,7 +178,7 @@ test_deciding_rule_is_first_in_rule_order_within_a_policy if {
 		},
 		set(),
 	)}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.rule == "early_deny"
 	[m.rule | some m in d.matched] == ["earliest_allow", "early_deny", "late_deny"]
 }
@@ -192,7 +193,7 @@ test_deny_in_later_policy_beats_approval_in_earlier_policy if {
 		),
 		"ops": _package(_policy("ops", 1, "allow"), {_rule("ops", 0, "ops_blocks", "deny")}, set()),
 	}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "deny"
 	d.rule == "ops_blocks"
 	d.policy.name == "ops"
@@ -215,7 +216,7 @@ test_approvers_are_the_sorted_union_of_every_approval_rule if {
 			set(),
 		),
 	}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "require_approval"
 	d.rule == "needs_dba"
 	d.policy.name == "sre"
@@ -224,10 +225,10 @@ test_approvers_are_the_sorted_union_of_every_approval_rule if {
 
 test_default_of_a_single_policy_applies_when_no_rule_does if {
 	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "allow"
 	d.rule == null
-	d.reason == `no rule applies to tool "sql_execute"; policy sre defaults to allow`
+	d.reason == `no rule applies; policy sre defaults to allow`
 	d.approvers == []
 	d.matched == []
 	d.policy.name == "sre"
@@ -235,10 +236,10 @@ test_default_of_a_single_policy_applies_when_no_rule_does if {
 
 test_default_require_approval_has_no_approvers if {
 	policies := {"sre": _package(_policy("sre", 0, "require_approval"), set(), set())}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "require_approval"
 	d.approvers == []
-	d.reason == `no rule applies to tool "sql_execute"; policy sre defaults to require_approval`
+	d.reason == `no rule applies; policy sre defaults to require_approval`
 }
 
 test_most_restrictive_default_wins_across_policies if {
@@ -247,11 +248,11 @@ test_most_restrictive_default_wins_across_policies if {
 		"careful": _package(_policy("careful", 1, "require_approval"), set(), set()),
 		"closed": _package(_policy("closed", 2, "deny"), set(), set()),
 	}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "deny"
 	d.rule == null
 	d.policy.name == "closed"
-	d.reason == `no rule applies to tool "sql_execute"; policy closed defaults to deny`
+	d.reason == `no rule applies; policy closed defaults to deny`
 }
 
 test_require_approval_default_beats_allow_default if {
@@ -259,7 +260,7 @@ test_require_approval_default_beats_allow_default if {
 		"careful": _package(_policy("careful", 1, "require_approval"), set(), set()),
 		"open": _package(_policy("open", 0, "allow"), set(), set()),
 	}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "require_approval"
 	d.policy.name == "careful"
 }
@@ -269,7 +270,7 @@ test_default_tie_goes_to_the_first_loaded_policy if {
 		"alpha": _package(_policy("alpha", 1, "deny"), set(), set()),
 		"zulu": _package(_policy("zulu", 0, "deny"), set(), set()),
 	}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.policy.name == "zulu"
 }
 
@@ -278,7 +279,7 @@ test_any_applying_rule_beats_every_default if {
 		"closed": _package(_policy("closed", 0, "deny"), set(), set()),
 		"sre": _package(_policy("sre", 1, "allow"), {_rule("sre", 0, "log_reads", "allow")}, set()),
 	}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "allow"
 	d.rule == "log_reads"
 	d.policy.name == "sre"
@@ -286,13 +287,13 @@ test_any_applying_rule_beats_every_default if {
 
 test_unknown_default_fails_closed if {
 	policies := {"odd": _package(_policy("odd", 0, "maybe"), set(), set())}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "deny"
-	d.reason == `no rule applies to tool "sql_execute"; policy odd defaults to deny`
+	d.reason == `no rule applies; policy odd defaults to deny`
 }
 
 test_deny_when_no_policy_is_loaded if {
-	d := veto.decision with input as _call with data.veto.policies as {} with data.veto.bundle as {}
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as {}
 	d == {
 		"decision": "deny",
 		"rule": null,
@@ -306,7 +307,7 @@ test_deny_when_no_policy_is_loaded if {
 
 # Compiled example tests live at data.veto.policies.<name>_test and define no `policy`.
 test_packages_without_policy_are_not_policies if {
-	d := veto.decision with input as _call with data.veto.policies as {"sre_test": {"test_x": true}}
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as {"sre_test": {"test_x": true}}
 	d.reason == "no Veto policy is loaded"
 }
 
@@ -351,28 +352,28 @@ test_errors_are_reported_when_no_rule_applies if {
 # No `with input`: the test runs without any input document.
 test_decision_is_defined_without_input if {
 	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
-	d := veto.decision with data.veto.policies as policies
+	d := veto.decision with data.veto.policies as policies with data.veto.bundle as {}
 	d.decision == "allow"
-	d.reason == "no rule applies to tool null; policy sre defaults to allow"
+	d.reason == "no rule applies; policy sre defaults to allow"
 }
 
 test_decision_is_defined_when_input_is_not_an_object if {
 	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
-	d := veto.decision with input as "sql_execute" with data.veto.policies as policies
+	d := veto.decision with input as "sql_execute" with data.veto.policies as policies with data.veto.bundle as {}
 	d.decision == "allow"
-	d.reason == "no rule applies to tool null; policy sre defaults to allow"
+	d.reason == "no rule applies; policy sre defaults to allow"
 }
 
 test_decision_is_defined_without_input_or_policies if {
-	d := veto.decision with data.veto.policies as {}
+	d := veto.decision with data.veto.policies as {} with data.veto.bundle as {}
 	d.decision == "deny"
 	d.reason == "no Veto policy is loaded"
 }
 
-test_reason_shows_a_non_string_tool_as_json if {
+test_decision_is_defined_when_the_tool_is_not_a_string if {
 	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
-	d := veto.decision with input as {"tool": 42} with data.veto.policies as policies
-	d.reason == "no rule applies to tool 42; policy sre defaults to allow"
+	d := veto.decision with input as {"tool": 42} with data.veto.policies as policies with data.veto.bundle as {}
+	d.reason == "no rule applies; policy sre defaults to allow"
 }
 
 test_revision_comes_from_bundle_data if {
@@ -400,7 +401,7 @@ test_revision_is_empty_when_not_a_string if {
 }
 
 test_revision_is_kept_when_no_policy_is_loaded if {
-	d := veto.decision with data.veto.policies as {} with data.veto.bundle.revision as "sha256:0123"
+	d := veto.decision with data.veto.policies as {} with data.veto.bundle as {"revision": "sha256:0123"}
 	d.policy == {"name": null, "revision": "sha256:0123"}
 }
 
@@ -446,7 +447,7 @@ test_decision_for_all_names_equals_decision if {
 }
 
 test_decision_for_unknown_policy_denies if {
-	d := veto.decision_for({"nope"}) with input as _call with data.veto.policies as _two_policies
+	d := veto.decision_for({"nope"}) with input as _call with data.veto.policies as _two_policies with data.veto.bundle as {}
 	d.decision == "deny"
 	d.reason == "no Veto policy is loaded"
 }
@@ -501,7 +502,7 @@ test_detail_falls_back_when_the_condition_data_is_missing if {
 		set(),
 		{_failing("sre", 0, "blocks", "deny", "unused")},
 	)}
-	d := veto.decision with input as _call with data.veto.policies as policies with data.veto.conditions as {}
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies with data.veto.conditions as {}
 	d.errors == [{"rule": "blocks", "detail": "the condition could not be evaluated", "policy": "sre"}]
 }
 
@@ -524,7 +525,7 @@ test_detail_comes_from_the_condition_data if {
 		{_failing("sre", 0, "limit", "deny", "unused")},
 	)}
 	d := veto.decision with input as {"tool": "t", "args": {}}
-		with data.veto.policies as policies
+		with data.veto.policies as policies with data.veto.bundle as {}
 		with data.veto.conditions as {"sre": {"limit": spec}}
 	d.errors == [{"rule": "limit", "detail": "args.limit is missing", "policy": "sre"}]
 }
@@ -535,8 +536,39 @@ test_rules_whose_condition_is_false_do_not_apply if {
 		"rules": {"blocks": _meta(_rule("sre", 0, "blocks", "deny"))},
 		"status": {["blocks", false]},
 	}}
-	d := veto.decision with input as _call with data.veto.policies as policies
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
 	d.decision == "allow"
 	d.matched == []
 	d.errors == []
+}
+
+# A compiled bundle lists its policies and carries the decision for calls no rule applies
+# to; the decision then needs neither to look for policies nor to work out the default.
+test_bundle_default_decision_is_used_when_nothing_applies if {
+	bundle := {
+		"revision": "sha256:0123",
+		"policies": ["sre"],
+		"default_decision": {
+			"decision": "deny",
+			"rule": null,
+			"reason": "precomputed",
+			"approvers": [],
+			"matched": [],
+			"errors": [],
+			"policy": {"name": "sre", "revision": "sha256:0123"},
+		},
+	}
+	policies := {"sre": _package(_policy("sre", 0, "deny"), set(), set()), "other": _sre_mixed}
+	d := veto.decision with input as _call with data.veto.bundle as bundle with data.veto.policies as policies
+	d.reason == "precomputed"
+}
+
+test_bundle_policy_list_limits_the_decision if {
+	bundle := {"policies": ["sre"], "revision": ""}
+	policies := {
+		"sre": _package(_policy("sre", 0, "allow"), set(), set()),
+		"ops": _package(_policy("ops", 1, "allow"), {_rule("ops", 0, "ops_blocks", "deny")}, set()),
+	}
+	d := veto.decision with input as _call with data.veto.bundle as bundle with data.veto.policies as policies
+	d.decision == "allow"
 }

@@ -44,16 +44,16 @@ status contains ["no_kubectl_in_kube_system", s] if {
 	s := _no_kubectl_in_kube_system
 }
 
-# true, false, or "error" when the condition is neither (one body per alternative).
-_no_kubectl_in_kube_system := true if {
+# false, true, or "error" when the condition is neither (one body per alternative).
+_no_kubectl_in_kube_system := false if {
+	input.args.namespace != "kube-system"
+	_no_kubectl_in_kube_system_H2
+} else := true if {
 	input.args.namespace == "kube-system"
 } else := true if {
 	_ = input.args.manifest
 	is_string(input.args.manifest)
 	contains(input.args.manifest, "namespace: kube-system")
-} else := false if {
-	input.args.namespace != "kube-system"
-	_no_kubectl_in_kube_system_H2
 } else := "error"
 
 _no_kubectl_in_kube_system_H1 if {
@@ -86,12 +86,12 @@ status contains ["production_applies_need_review", s] if {
 	s := _production_applies_need_review
 }
 
-# true, false, or "error" when the condition is neither.
-_production_applies_need_review := true if {
-	input.context.environment in ["production"]
-} else := false if {
+# false, true, or "error" when the condition is neither.
+_production_applies_need_review := false if {
 	x1 := input.context.environment
 	not x1 in ["production"]
+} else := true if {
+	input.context.environment in ["production"]
 } else := "error"
 
 # ----------------------------------------------------------------------------------------
@@ -106,13 +106,13 @@ status contains ["no_privileged_containers", s] if {
 	s := _no_privileged_containers
 }
 
-# true, false, or "error" when the condition is neither.
-_no_privileged_containers := true if {
-	is_string(input.args.manifest)
-	regex.match("(?i)privileged:\\s*true", input.args.manifest)
-} else := false if {
+# false, true, or "error" when the condition is neither.
+_no_privileged_containers := false if {
 	is_string(input.args.manifest)
 	not regex.match("(?i)privileged:\\s*true", input.args.manifest)
+} else := true if {
+	is_string(input.args.manifest)
+	regex.match("(?i)privileged:\\s*true", input.args.manifest)
 } else := "error"
 
 # ----------------------------------------------------------------------------------------
@@ -128,13 +128,13 @@ status contains ["scale_limit", s] if {
 	s := _scale_limit
 }
 
-# true, false, or "error" when the condition is neither.
-_scale_limit := true if {
-	ops.ordered(input.args.replicas, 20)
-	input.args.replicas > 20
-} else := false if {
+# false, true, or "error" when the condition is neither.
+_scale_limit := false if {
 	ops.ordered(input.args.replicas, 20)
 	input.args.replicas <= 20
+} else := true if {
+	ops.ordered(input.args.replicas, 20)
+	input.args.replicas > 20
 } else := "error"
 
 # ----------------------------------------------------------------------------------------
@@ -149,9 +149,9 @@ status contains ["close_own_tickets", s] if {
 	s := _close_own_tickets
 }
 
-# true, false, or "error" when the condition is neither.
-_close_own_tickets := true if {
-	input.args.assignee == input.context.user
-} else := false if {
+# false, true, or "error" when the condition is neither.
+_close_own_tickets := false if {
 	input.args.assignee != input.context.user
+} else := true if {
+	input.args.assignee == input.context.user
 } else := "error"

@@ -44,32 +44,37 @@ status contains ["block_production_database_deletes", s] if {
 	s := _block_production_database_deletes
 }
 
-# true, false, or "error" when the condition is neither (one body per alternative).
-_block_production_database_deletes := true if {
-	input.context.environment == "production"
-	_block_production_database_deletes_H1
-} else := false if {
+# false, true, or "error" when the condition is neither (one body per alternative).
+_block_production_database_deletes := false if {
 	input.context.environment != "production"
 } else := false if {
-	is_string(input.args.statement)
-	not contains(upper(input.args.statement), "DROP TABLE")
-	not contains(upper(input.args.statement), "TRUNCATE")
-	not startswith(upper(input.args.statement), "DELETE")
+	_ = _block_production_database_deletes_V1
+	not contains(_block_production_database_deletes_V1, "DROP TABLE")
+	not contains(_block_production_database_deletes_V1, "TRUNCATE")
+	not startswith(_block_production_database_deletes_V1, "DELETE")
+} else := true if {
+	input.context.environment == "production"
+	_block_production_database_deletes_H1
 } else := "error"
 
-_block_production_database_deletes_H1 if {
+# args.statement.upper()
+_block_production_database_deletes_V1 := upper(input.args.statement) if {
 	is_string(input.args.statement)
-	contains(upper(input.args.statement), "DROP TABLE")
 }
 
 _block_production_database_deletes_H1 if {
-	is_string(input.args.statement)
-	contains(upper(input.args.statement), "TRUNCATE")
+	_ = _block_production_database_deletes_V1
+	contains(_block_production_database_deletes_V1, "DROP TABLE")
 }
 
 _block_production_database_deletes_H1 if {
-	is_string(input.args.statement)
-	startswith(upper(input.args.statement), "DELETE")
+	_ = _block_production_database_deletes_V1
+	contains(_block_production_database_deletes_V1, "TRUNCATE")
+}
+
+_block_production_database_deletes_H1 if {
+	_ = _block_production_database_deletes_V1
+	startswith(_block_production_database_deletes_V1, "DELETE")
 }
 
 # ----------------------------------------------------------------------------------------
@@ -85,12 +90,12 @@ status contains ["scope_database_access", s] if {
 	s := _scope_database_access
 }
 
-# true, false, or "error" when the condition is neither.
-_scope_database_access := true if {
+# false, true, or "error" when the condition is neither.
+_scope_database_access := false if {
+	input.args.database in ["analytics", "sandbox"]
+} else := true if {
 	x1 := input.args.database
 	not x1 in ["analytics", "sandbox"]
-} else := false if {
-	input.args.database in ["analytics", "sandbox"]
 } else := "error"
 
 # ----------------------------------------------------------------------------------------
@@ -108,26 +113,31 @@ status contains ["block_schema_changes", s] if {
 	s := _block_schema_changes
 }
 
-# true, false, or "error" when the condition is neither (one body per alternative).
-_block_schema_changes := true if {
-	input.context.environment == "production"
-	_block_schema_changes_H1
-} else := false if {
+# false, true, or "error" when the condition is neither (one body per alternative).
+_block_schema_changes := false if {
 	input.context.environment != "production"
 } else := false if {
-	is_string(input.args.statement)
-	not contains(upper(input.args.statement), "ALTER TABLE")
-	not contains(upper(input.args.statement), "CREATE TABLE")
+	_ = _block_schema_changes_V1
+	not contains(_block_schema_changes_V1, "ALTER TABLE")
+	not contains(_block_schema_changes_V1, "CREATE TABLE")
+} else := true if {
+	input.context.environment == "production"
+	_block_schema_changes_H1
 } else := "error"
 
-_block_schema_changes_H1 if {
+# args.statement.upper()
+_block_schema_changes_V1 := upper(input.args.statement) if {
 	is_string(input.args.statement)
-	contains(upper(input.args.statement), "ALTER TABLE")
 }
 
 _block_schema_changes_H1 if {
-	is_string(input.args.statement)
-	contains(upper(input.args.statement), "CREATE TABLE")
+	_ = _block_schema_changes_V1
+	contains(_block_schema_changes_V1, "ALTER TABLE")
+}
+
+_block_schema_changes_H1 if {
+	_ = _block_schema_changes_V1
+	contains(_block_schema_changes_V1, "CREATE TABLE")
 }
 
 # ----------------------------------------------------------------------------------------
@@ -143,12 +153,12 @@ status contains ["secret_rotation_high_value", s] if {
 	s := _secret_rotation_high_value
 }
 
-# true, false, or "error" when the condition is neither.
-_secret_rotation_high_value := true if {
-	input.args.service in ["stripe", "auth-service", "vault-root"]
-} else := false if {
+# false, true, or "error" when the condition is neither.
+_secret_rotation_high_value := false if {
 	x1 := input.args.service
 	not x1 in ["stripe", "auth-service", "vault-root"]
+} else := true if {
+	input.args.service in ["stripe", "auth-service", "vault-root"]
 } else := "error"
 
 # ----------------------------------------------------------------------------------------
@@ -164,17 +174,17 @@ status contains ["block_root_secret_paths", s] if {
 	s := _block_root_secret_paths
 }
 
-# true, false, or "error" when the condition is neither (one body per alternative).
-_block_root_secret_paths := true if {
+# false, true, or "error" when the condition is neither (one body per alternative).
+_block_root_secret_paths := false if {
+	is_string(input.args.secret_path)
+	not startswith(input.args.secret_path, "/secrets/root")
+	not contains(input.args.secret_path, "master-key")
+} else := true if {
 	is_string(input.args.secret_path)
 	startswith(input.args.secret_path, "/secrets/root")
 } else := true if {
 	is_string(input.args.secret_path)
 	contains(input.args.secret_path, "master-key")
-} else := false if {
-	is_string(input.args.secret_path)
-	not startswith(input.args.secret_path, "/secrets/root")
-	not contains(input.args.secret_path, "master-key")
 } else := "error"
 
 # ----------------------------------------------------------------------------------------
@@ -191,14 +201,14 @@ status contains ["read_only_for_viewer", s] if {
 	s := _read_only_for_viewer
 }
 
-# true, false, or "error" when the condition is neither (one body per alternative).
-_read_only_for_viewer := true if {
-	input.context.user_role == "viewer"
-	is_string(input.args.statement)
-	not startswith(upper(input.args.statement), "SELECT")
-} else := false if {
+# false, true, or "error" when the condition is neither (one body per alternative).
+_read_only_for_viewer := false if {
 	input.context.user_role != "viewer"
 } else := false if {
 	is_string(input.args.statement)
 	startswith(upper(input.args.statement), "SELECT")
+} else := true if {
+	input.context.user_role == "viewer"
+	is_string(input.args.statement)
+	not startswith(upper(input.args.statement), "SELECT")
 } else := "error"

@@ -35,8 +35,7 @@ def unevaluable(rule: str, detail: str) -> str:
 # (id, tool, args, context, decision, deciding rule, reason, approvers, rules in error)
 CASES: list[tuple[Any, ...]] = [
     ("select_on_analytics", "execute_sql", {"statement": "SELECT 1", "database": "analytics"},
-     PROD_SRE, "allow", None, 'no rule applies to tool "execute_sql"; policy policies '
-     "defaults to allow", [], []),
+     PROD_SRE, "allow", None, "no rule applies; policy policies defaults to allow", [], []),
     ("drop_table_in_production", "execute_sql",
      {"statement": "DROP TABLE customers", "database": "analytics"}, PROD_SRE,
      "deny", "block_production_database_deletes", DROP, [], []),
@@ -51,11 +50,11 @@ CASES: list[tuple[Any, ...]] = [
      "deny", "block_production_database_deletes", DROP, [], []),
     ("delete_not_at_start_is_not_caught", "execute_sql",
      {"statement": "WITH x AS (SELECT 1) DELETE FROM t", "database": "sandbox"}, PROD_SRE,
-     "allow", None, 'no rule applies to tool "execute_sql"; policy policies defaults to allow',
+     "allow", None, "no rule applies; policy policies defaults to allow",
      [], []),
     ("drop_table_in_staging_is_allowed", "execute_sql",
      {"statement": "DROP TABLE tmp", "database": "sandbox"}, STAGING_SRE,
-     "allow", None, 'no rule applies to tool "execute_sql"; policy policies defaults to allow',
+     "allow", None, "no rule applies; policy policies defaults to allow",
      [], []),
     ("alter_table_in_production", "execute_sql",
      {"statement": "ALTER TABLE users ADD c int", "database": "analytics"}, PROD_SRE,
@@ -79,7 +78,7 @@ CASES: list[tuple[Any, ...]] = [
      VIEWER, [], []),
     ("viewer_can_select", "execute_sql", {"statement": "select * from x", "database": "sandbox"},
      {"environment": "staging", "user_role": "viewer"}, "allow", None,
-     'no rule applies to tool "execute_sql"; policy policies defaults to allow', [], []),
+     "no rule applies; policy policies defaults to allow", [], []),
     ("missing_role_with_mutating_sql_fails_closed", "execute_sql",
      {"statement": "UPDATE users SET admin = true", "database": "analytics"},
      {"environment": "staging"}, "deny", "read_only_for_viewer",
@@ -87,7 +86,7 @@ CASES: list[tuple[Any, ...]] = [
      ["read_only_for_viewer"]),
     ("missing_role_with_select_is_fine", "execute_sql",
      {"statement": "SELECT 1", "database": "analytics"}, {"environment": "staging"},
-     "allow", None, 'no rule applies to tool "execute_sql"; policy policies defaults to allow',
+     "allow", None, "no rule applies; policy policies defaults to allow",
      [], []),
     ("missing_database_fails_closed_to_approval", "execute_sql", {"statement": "SELECT 1"},
      STAGING_SRE, "require_approval", "scope_database_access",
@@ -110,7 +109,7 @@ CASES: list[tuple[Any, ...]] = [
      "require_approval", "scope_database_access", SCOPE, ["platform-team"], []),
     ("rotate_ordinary_secret", "rotate_secret",
      {"secret_path": "/secrets/app/api", "service": "search"}, {}, "allow", None,
-     'no rule applies to tool "rotate_secret"; policy policies defaults to allow', [], []),
+     "no rule applies; policy policies defaults to allow", [], []),
     ("rotate_high_value_service", "rotate_secret",
      {"secret_path": "/secrets/app/stripe", "service": "stripe"}, {}, "require_approval",
      "secret_rotation_high_value", HIGH_VALUE, ["security-team"], []),
@@ -130,7 +129,7 @@ CASES: list[tuple[Any, ...]] = [
                  "args.secret_path.startswith(\"/secrets/root\"): startswith() cannot take "
                  "null, string"), [], ["block_root_secret_paths"]),
     ("ungoverned_tool", "send_email", {"to": "x@example.com"}, {}, "allow", None,
-     'no rule applies to tool "send_email"; policy policies defaults to allow', [], []),
+     "no rule applies; policy policies defaults to allow", [], []),
 ]
 
 
