@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, get_args
 
+from veto_opa._sqlite import prepare
 from veto_opa.errors import ApprovalError, ApprovalExpired
 from veto_opa.records.model import HASH_PATTERN, format_timestamp
 from veto_opa.records.store import default_home
@@ -293,23 +294,8 @@ class SQLiteApprovalStore:
             conn = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise ApprovalError(f"cannot use WAL journal mode for {self.path} (got {mode})")
+            prepare(conn, self.path, _SCHEMA, SCHEMA_VERSION, "approval", ApprovalError)
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                # One statement at a time: executescript() would commit the transaction.
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise ApprovalError(
-                    f"{self.path} has approval schema version {version}; this veto-opa reads "
-                    f"version {SCHEMA_VERSION}"
-                )
-            conn.execute("COMMIT")
             return conn
         except (sqlite3.Error, ApprovalError) as exc:
             if conn is not None:

@@ -27,22 +27,24 @@ a policy, and must not drive the terminal.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veto_opa._cli import (
+    add_home,
+    add_json,
+    clean,
+    fail,
+    positive_int,
+    print_json,
+    run_alone,
+    truncate,
+    usage,
+)
 from veto_opa.approvals import STATUSES, Approval, SQLiteApprovalStore, store_path
 from veto_opa.errors import ApprovalError, RecordError
 from veto_opa.records import store as record_store
-from veto_opa.records.cli import (
-    _clean,
-    _fail,
-    _positive_int,
-    _print_json,
-    _text_value,
-    _truncate,
-    _usage,
-)
+from veto_opa.records.cli import text_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -79,16 +81,8 @@ _COLUMNS = ("approval_id", "status", "tool", "approvers", "requested_at", "expir
 _WIDTH = {"tool": 32, "approvers": 32, "reason": 48}
 
 
-def _add_home(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--home",
-        metavar="DIR",
-        help="veto home holding approvals.sqlite3 (default: $VETO_HOME or .veto)",
-    )
 
 
-def _add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def _add_decider(parser: argparse.ArgumentParser) -> None:
@@ -106,8 +100,8 @@ def _add_decider(parser: argparse.ArgumentParser) -> None:
         "approval's approvers (unless it names none)",
     )
     parser.add_argument("--justification", metavar="TEXT", help="why (recorded)")
-    _add_json(parser)
-    _add_home(parser)
+    add_json(parser)
+    add_home(parser, "approvals.sqlite3")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -131,7 +125,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG_GROUP,
         formatter_class=formatter,
     )
-    group.set_defaults(func=lambda args: _usage(group))
+    group.set_defaults(func=lambda args: usage(group))
     commands = group.add_subparsers(dest="approvals_command", metavar="COMMAND")
 
     listing = commands.add_parser(
@@ -143,9 +137,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     listing.add_argument("--status", choices=STATUSES, help="only requests with this status")
-    listing.add_argument("--limit", type=_positive_int, default=100, help="default: 100")
-    _add_json(listing)
-    _add_home(listing)
+    listing.add_argument("--limit", type=positive_int, default=100, help="default: 100")
+    add_json(listing)
+    add_home(listing, "approvals.sqlite3")
     listing.set_defaults(func=cmd_list)
 
     show = commands.add_parser(
@@ -157,8 +151,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     show.add_argument("approval_id", metavar="ID")
-    _add_json(show)
-    _add_home(show)
+    add_json(show)
+    add_home(show, "approvals.sqlite3")
     show.set_defaults(func=cmd_show)
 
     approve = commands.add_parser(
@@ -193,15 +187,15 @@ def _home(args: argparse.Namespace) -> Path:
 def _with_store(args: argparse.Namespace, action: Callable[[SQLiteApprovalStore], int]) -> int:
     path = store_path(_home(args))
     if not path.is_file():
-        return _fail(f"no approval store at {path} (no approval was requested under this home)")
+        return fail(f"no approval store at {path} (no approval was requested under this home)")
     try:
         store = SQLiteApprovalStore(path, create=False)
     except ApprovalError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         return action(store)
     except ApprovalError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         store.close()
 
@@ -216,11 +210,11 @@ def format_table(approvals: Sequence[Approval]) -> str:
         [
             approval.approval_id,
             approval.status,
-            _truncate(approval.tool, _WIDTH["tool"]),
-            _truncate(", ".join(approval.approvers) or "(any)", _WIDTH["approvers"]),
+            truncate(approval.tool, _WIDTH["tool"]),
+            truncate(", ".join(approval.approvers) or "(any)", _WIDTH["approvers"]),
             _short_time(approval.requested_at),
             _short_time(approval.expires_at),
-            _truncate(approval.reason, _WIDTH["reason"]),
+            truncate(approval.reason, _WIDTH["reason"]),
         ]
         for approval in approvals
     ]
@@ -237,7 +231,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     def action(store: SQLiteApprovalStore) -> int:
         approvals = store.list(status=args.status, limit=args.limit)
         if args.json:
-            _print_json([approval.document() for approval in approvals])
+            print_json([approval.document() for approval in approvals])
         elif approvals:
             print(format_table(approvals))
         else:
@@ -264,24 +258,24 @@ def _decision_record(home: Path, decision_id: str) -> tuple[dict[str, Any] | Non
 
 def _print_fields(document: dict[str, Any], width: int, indent: str = "") -> None:
     for name, value in document.items():
-        print(f"{indent}{name.ljust(width)}  {_text_value(value)}")
+        print(f"{indent}{name.ljust(width)}  {text_value(value)}")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     def action(store: SQLiteApprovalStore) -> int:
         approval = store.get(args.approval_id)
         if approval is None:
-            return _fail(f"no approval {args.approval_id!r}")
+            return fail(f"no approval {args.approval_id!r}")
         record, missing = _decision_record(_home(args), approval.requested_by_decision)
         if args.json:
-            _print_json({"approval": approval.document(), "decision_record": record})
+            print_json({"approval": approval.document(), "decision_record": record})
             return 0
         document = approval.document()
         width = max(len(name) for name in document)
         _print_fields(document, width)
         print(f"requested call (decision record {approval.requested_by_decision}):")
         if record is None:
-            print(f"  unavailable: {_clean(missing or '')}")
+            print(f"  unavailable: {clean(missing or '')}")
             return 0
         call = {
             name: record.get(name)
@@ -309,12 +303,12 @@ def _decide(args: argparse.Namespace, verdict: str) -> int:
             justification=args.justification,
         )
         if args.json:
-            _print_json(approval.document())
+            print_json(approval.document())
             return 0
         groups = f" ({', '.join(approval.decided_groups)})" if approval.decided_groups else ""
         subject = f" for {approval.subject}" if approval.subject else ""
         print(
-            _clean(
+            clean(
                 f"{verdict} {approval.approval_id}: {approval.tool}{subject}, "
                 f"by {approval.decided_by}{groups} at {approval.decided_at}"
             )
@@ -326,7 +320,7 @@ def _decide(args: argparse.Namespace, verdict: str) -> int:
     try:
         return _with_store(args, action)
     except (TypeError, ValueError) as exc:  # a malformed group name from the command line
-        return _fail(str(exc))
+        return fail(str(exc))
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -338,20 +332,8 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``veto-opa approvals ...`` alone: ``main(["approvals", "list"])``.
-
-    Returns:
-        The exit code.
-    """
-    parser = argparse.ArgumentParser(prog="veto-opa")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(subparsers)
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return 2
-    return int(func(args))
+    """Run ``veto-opa approvals ...`` alone: ``main(["approvals", "list"])``; the exit code."""
+    return run_alone(register, argv)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veto_opa._cli import (
+    add_home,
+    add_json,
+    clean,
+    fail,
+    positive_int,
+    print_json,
+    run_alone,
+    truncate,
+    usage,
+)
 from veto_opa.errors import RecordError
 from veto_opa.records.export import verify_export
 from veto_opa.records.model import parse_timestamp
@@ -65,8 +74,6 @@ examples:
 
 _COLUMNS = ("time", "decision", "tool", "rule", "reason", "decision_id")
 _WIDTH = {"tool": 32, "rule": 40, "reason": 48}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_C1_IN_JSON = re.compile(r"[\x7f-\x9f]")
 
 
 def _timestamp_arg(text: str) -> str:
@@ -76,22 +83,8 @@ def _timestamp_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
-    return value
 
 
-def _add_home(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--home",
-        metavar="DIR",
-        help="veto home holding records.sqlite3 (default: $VETO_HOME or .veto)",
-    )
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -107,8 +100,6 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -128,7 +119,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG_GROUP,
         formatter_class=formatter,
     )
-    group.set_defaults(func=lambda args: _usage(group))
+    group.set_defaults(func=lambda args: usage(group))
     commands = group.add_subparsers(dest="decisions_command", metavar="COMMAND")
 
     listing = commands.add_parser(
@@ -139,9 +130,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     _add_filters(listing)
-    listing.add_argument("--limit", type=_positive_int, default=100, help="default: 100")
-    _add_json(listing)
-    _add_home(listing)
+    listing.add_argument("--limit", type=positive_int, default=100, help="default: 100")
+    add_json(listing)
+    add_home(listing, "records.sqlite3")
     listing.set_defaults(func=cmd_list)
 
     show = commands.add_parser(
@@ -152,8 +143,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     show.add_argument("decision_id", metavar="DECISION_ID")
-    _add_json(show)
-    _add_home(show)
+    add_json(show)
+    add_home(show, "records.sqlite3")
     show.set_defaults(func=cmd_show)
 
     export = commands.add_parser(
@@ -174,7 +165,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="default: csv for a .csv PATH, else jsonl",
     )
     _add_filters(export)
-    _add_home(export)
+    add_home(export, "records.sqlite3")
     export.set_defaults(func=cmd_export)
 
     verify = commands.add_parser(
@@ -193,30 +184,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="with --export: accept missing sequences (an export made with filters)",
     )
-    _add_json(verify)
-    _add_home(verify)
+    add_json(verify)
+    add_home(verify, "records.sqlite3")
     verify.set_defaults(func=cmd_verify)
     return group
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
-def _fail(message: str) -> int:
-    print(f"veto-opa: error: {_clean(message)}", file=sys.stderr)
-    return 1
 
 
-def _clean(text: str) -> str:
-    return _CONTROL.sub("?", text)
 
 
-def _print_json(value: Any) -> None:
-    text = json.dumps(value, indent=2, ensure_ascii=False)
-    # C1 controls are legal in JSON strings but some terminals obey them; escape them too.
-    print(_C1_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _open(args: argparse.Namespace) -> SQLiteRecordStore:
@@ -228,11 +207,11 @@ def _with_store(args: argparse.Namespace, action: Callable[[SQLiteRecordStore], 
     try:
         store = _open(args)
     except RecordError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         return action(store)
     except RecordError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         store.close()
 
@@ -247,9 +226,6 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _truncate(text: str, width: int) -> str:
-    text = _clean(text)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -258,9 +234,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         [
             row["timestamp"][:19] + "Z",
             row["decision"],
-            _truncate(row["tool"], _WIDTH["tool"]),
-            _truncate(row.get("rule") or "-", _WIDTH["rule"]),
-            _truncate(row["reason"], _WIDTH["reason"]),
+            truncate(row["tool"], _WIDTH["tool"]),
+            truncate(row.get("rule") or "-", _WIDTH["rule"]),
+            truncate(row["reason"], _WIDTH["reason"]),
             row["decision_id"],
         ]
         for row in rows
@@ -280,7 +256,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         records = store.query(**_filters(args), limit=args.limit)
         documents = [record.document() for record in records]
         if args.json:
-            _print_json(documents)
+            print_json(documents)
         elif documents:
             print(format_table(documents))
         else:
@@ -290,32 +266,32 @@ def cmd_list(args: argparse.Namespace) -> int:
     return _with_store(args, action)
 
 
-def _text_value(value: Any) -> str:
+def text_value(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, str):
-        return _clean(value)
+        return clean(value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return _clean(", ".join(value)) if value else "-"
-    return _clean(json.dumps(value, ensure_ascii=False, sort_keys=True))
+        return clean(", ".join(value)) if value else "-"
+    return clean(json.dumps(value, ensure_ascii=False, sort_keys=True))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     def action(store: SQLiteRecordStore) -> int:
         record = store.get(args.decision_id)
         if record is None:
-            return _fail(f"no decision {args.decision_id!r}")
+            return fail(f"no decision {args.decision_id!r}")
         outcomes = [outcome.document() for outcome in store.outcomes(args.decision_id)]
         document = record.document()
         if args.json:
-            _print_json({"record": document, "outcomes": outcomes})
+            print_json({"record": document, "outcomes": outcomes})
             return 0
         width = max(len(name) for name in document)
         for name, value in document.items():
-            print(f"{name.ljust(width)}  {_text_value(value)}")
+            print(f"{name.ljust(width)}  {text_value(value)}")
         print(f"{'outcomes'.ljust(width)}  {'-' if not outcomes else ''}".rstrip())
         for outcome in outcomes:
-            error = f"  {_clean(outcome['error'])}" if outcome.get("error") else ""
+            error = f"  {clean(outcome['error'])}" if outcome.get("error") else ""
             print(f"  {outcome['timestamp']}  #{outcome['sequence']}  {outcome['status']}{error}")
         return 0
 
@@ -336,7 +312,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _report(result: VerifyResult, what: str, as_json: bool) -> int:
     if as_json:
-        _print_json(
+        print_json(
             {
                 "ok": result.ok,
                 "count": result.count,
@@ -354,7 +330,7 @@ def _report(result: VerifyResult, what: str, as_json: bool) -> int:
             if result.first_bad_sequence is not None
             else "file"
         )
-        print(f"FAILED: {what}: {where}: {_clean(result.problem or '')}")
+        print(f"FAILED: {what}: {where}: {clean(result.problem or '')}")
         print(f"{result.count} records before it are intact")
     return 0 if result.ok else 1
 
@@ -364,28 +340,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         try:
             result = verify_export(args.export, allow_gaps=args.allow_gaps)
         except RecordError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         return _report(result, args.export, args.json)
     if args.allow_gaps:
-        return _fail("--allow-gaps applies to --export only")
+        return fail("--allow-gaps applies to --export only")
     return _with_store(args, lambda store: _report(store.verify(), str(store.path), args.json))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``veto-opa decisions ...`` alone: ``main(["decisions", "list"])``.
-
-    Returns:
-        The exit code.
-    """
-    parser = argparse.ArgumentParser(prog="veto-opa")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(subparsers)
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return 2
-    return int(func(args))
+    """Run ``veto-opa decisions ...`` alone: ``main(["decisions", "list"])``; the exit code."""
+    return run_alone(register, argv)
 
 
 if __name__ == "__main__":

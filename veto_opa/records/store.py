@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import ValidationError
 
+from veto_opa._sqlite import prepare
 from veto_opa.errors import RecordError
 from veto_opa.records import export as export_files
 from veto_opa.records.model import (
@@ -340,22 +341,7 @@ class SQLiteRecordStore:
         conn: sqlite3.Connection | None = None
         try:
             conn = self._connect()
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise RecordError(f"cannot use WAL journal mode for {self.path} (got {mode})")
-            conn.execute("BEGIN IMMEDIATE")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                # One statement at a time: executescript() would commit the transaction.
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise RecordError(
-                    f"{self.path} has record schema version {version}; this veto-opa reads "
-                    f"version {SCHEMA_VERSION}"
-                )
-            conn.execute("COMMIT")
+            prepare(conn, self.path, _SCHEMA, SCHEMA_VERSION, "record", RecordError)
             # Checkpoints (copying the WAL into the database, with fsyncs) run on their own
             # thread, not inside some caller's append; see _checkpoint_loop.
             conn.execute("PRAGMA wal_autocheckpoint=0")
