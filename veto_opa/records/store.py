@@ -488,7 +488,7 @@ class SQLiteRecordStore:
         finally:
             self._lingering = False
 
-    def _write_batch(self, batch: list[_Pending]) -> None:
+    def _write_batch(self, batch: list[_Pending], checked: bool = False) -> None:
         conn = self._writer
         written: list[_Pending] = []
         try:
@@ -497,9 +497,16 @@ class SQLiteRecordStore:
             conn.execute("BEGIN IMMEDIATE")
             head = conn.execute(_HEAD).fetchone()
             sequence, prev_hash = head if head is not None else (0, GENESIS_HASH)
-            # One lookup for the whole batch: which decision ids exist already? (Checked
-            # under the write lock, so no other writer can add one meanwhile.)
-            known = self._known_decisions(conn, [item.document["decision_id"] for item in batch])
+            # Outcomes must name a recorded decision: one lookup for the whole batch, under the
+            # write lock, so no other writer can change the answer meanwhile. A batch of
+            # decisions only (the guard's case) skips it: their ids are new UUIDs, and the
+            # unique index still refuses a duplicate (then the batch is retried with the
+            # lookup, which fails that one record alone).
+            if checked or any(item.record.kind == "outcome" for item in batch):
+                known = self._known_decisions(conn,
+                                              [item.document["decision_id"] for item in batch])
+            else:
+                known = set()
             rows = []
             for item in batch:
                 document = item.document
@@ -522,6 +529,17 @@ class SQLiteRecordStore:
             conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error above all; anything else must not escape either
+            if isinstance(exc, sqlite3.IntegrityError) and not checked:
+                try:
+                    if conn.in_transaction:
+                        conn.rollback()
+                except sqlite3.Error:
+                    pass
+                for item in batch:   # undo the chain fields set above; write with the lookup
+                    for name in ("sequence", "prev_hash"):
+                        item.document.pop(name, None)
+                self._write_batch(batch, checked=True)
+                return
             try:
                 if conn.in_transaction:
                     conn.rollback()
