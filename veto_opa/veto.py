@@ -36,6 +36,7 @@ from veto_opa.errors import (
     ApprovalRequired, Denied, EngineError, InvalidToolCall, PolicyError, RecordError,
     VetoError,
 )
+from veto_opa.records.model import loads_json
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -232,6 +233,10 @@ class Veto:
             if not isinstance(ctx, Mapping):
                 raise InvalidToolCall(f"context must be an object, found {type(ctx).__name__}")
             ctx = dict(ctx)
+            try:
+                json.dumps(ctx, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise InvalidToolCall(f"context is not JSON: {e}") from None
             headers = (spans.trace_headers(span) if span is not None and
                        getattr(self.engine, "sends_headers", True) else None)
             answer = self.engine.decide(
@@ -252,7 +257,7 @@ class Veto:
         latency_us = (time.perf_counter_ns() - started) // 1000
         if self.records is not None:
             try:
-                self._record(decision_id, tool, arguments, args is not None, ctx, model,
+                self._record(decision_id, tool, arguments, args, ctx, model,
                              call_id, d, approval_id, cause, latency_us, trace_id, span_id,
                              opa_decision_id)
             except Exception as e:  # noqa: BLE001 - an unrecorded call must not run
@@ -305,7 +310,7 @@ class Veto:
                 raise InvalidToolCall(f"arguments are {len(arguments)} characters of JSON, over "
                                       f"the limit of {limit} bytes")
             try:
-                value = json.loads(arguments)
+                value = loads_json(arguments)
             except ValueError as e:
                 raise InvalidToolCall(f"arguments are not valid JSON text: {e}") from None
         elif isinstance(arguments, Mapping):
@@ -354,13 +359,24 @@ class Veto:
             return (_fail_closed("approval_error", f"the approval could not be requested: {e}"),
                     None, "approval_error")
 
-    def _record(self, decision_id: str, tool: Any, arguments: Any, usable: bool, ctx: Any,
+    def _record(self, decision_id: str, tool: Any, arguments: Any, args: Any, ctx: Any,
                 model: Any, call_id: Any, d: dict[str, Any], approval_id: str | None,
                 cause: str | None, latency_us: int, trace_id: str | None, span_id: str | None,
                 opa_decision_id: str | None) -> None:
-        from veto_opa.records import arguments_digest, prepare_arguments
+        from veto_opa.records import (
+            arguments_digest, canonical_json, decision_document, now_timestamp,
+            prepare_arguments, redact, sha256_digest,
+        )
 
-        if usable:
+        if isinstance(args, dict) and (isinstance(arguments, dict) or (
+                isinstance(arguments, str) and arguments)):
+            # What prepare_arguments() computes, without parsing the text a second time:
+            # the digest of an object (or of text holding one) is that of its canonical JSON.
+            recorded, erased = (redact(args, self._redact, self._key) if self._redact
+                                else (args, []))
+            fields = {"arguments": recorded, "arguments_sha256":
+                      sha256_digest(canonical_json(args)), "erased": erased}
+        elif args is not None:
             fields = prepare_arguments(arguments if arguments is not None else {},
                                        self._redact, self._key).fields()
         else:
@@ -368,9 +384,10 @@ class Veto:
             # huge, or not JSON at all.
             fields = {"arguments": None, "arguments_sha256": arguments_digest(_as_text(arguments)),
                       "erased": []}
-        self.records.append({  # type: ignore[union-attr]
+        values = {
             "decision_id": decision_id, "tool": str(tool), **fields,
-            "context": ctx if isinstance(ctx, dict) else {},
+            "context": ctx if isinstance(ctx, dict) and cause != "invalid_tool_call" else
+            _lossy_json(ctx),
             "model": model if isinstance(model, str) else None,
             "call_id": call_id if isinstance(call_id, str) else None,
             "decision": d["decision"], "rule": d.get("rule"), "reason": d["reason"],
@@ -379,7 +396,14 @@ class Veto:
             "policy_name": d.get("policy_name"), "policy_revision": d.get("policy_revision"),
             "engine": self.engine.name, "cause": cause, "latency_us": latency_us,
             "trace_id": trace_id, "span_id": span_id, "opa_decision_id": opa_decision_id,
-        })
+        }
+        append_document = getattr(self.records, "append_document", None)
+        if append_document is not None:
+            # Every field above is built here from checked values: the store takes the
+            # document without validating it again (see records.decision_document).
+            append_document(decision_document(timestamp=now_timestamp(), **values))
+        else:
+            self.records.append(values)  # type: ignore[union-attr]
 
     # -- decorating tools ------------------------------------------------------------------
 
@@ -510,6 +534,18 @@ def _as_text(arguments: Any) -> str:
         return json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=repr)
     except (TypeError, ValueError):
         return repr(arguments)
+
+
+def _lossy_json(value: Any) -> dict[str, Any]:
+    """A JSON object as close to ``value`` as can be recorded: a context that is not JSON is
+    kept with non-JSON values as their ``repr`` (``NaN`` as text), anything else as ``{}``."""
+    if not isinstance(value, Mapping):
+        return {}
+    try:
+        text = json.dumps(dict(value), ensure_ascii=False, default=repr, skipkeys=True)
+        return json.loads(text, parse_constant=str)
+    except (TypeError, ValueError, RecursionError):
+        return {}
 
 
 def _subject(ctx: Any) -> str | None:

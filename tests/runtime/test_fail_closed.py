@@ -4,6 +4,7 @@ and raises nothing out of guard() — one test per cause, for both engines."""
 from __future__ import annotations
 
 import socket
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,8 @@ def any_veto(request, tmp_path: Path, seed_bundle):
     (b"\xff\xfe", "not UTF-8"),
     ({"when": object()}, "not JSON"),
     ({"x": float("nan")}, "not JSON"),
+    ('{"x": NaN}', "NaN is not JSON"),
+    ('{"x": -Infinity}', "-Infinity is not JSON"),
 ])
 def test_arguments_that_are_not_an_object(any_veto: Veto, arguments, phrase: str) -> None:
     d = any_veto.guard("execute_sql", arguments, PROD)
@@ -162,6 +165,19 @@ def test_arguments_over_the_size_limit(any_veto: Veto) -> None:
 def test_context_that_is_not_an_object(any_veto: Veto) -> None:
     d = any_veto.guard("execute_sql", SELECT, ["production"])  # type: ignore[arg-type]
     assert_fail_closed(any_veto, d, "invalid_tool_call", "context must be an object")
+
+
+@pytest.mark.parametrize("context, recorded", [
+    ({"environment": "production", "at": date(2026, 11, 25)},
+     {"environment": "production", "at": "datetime.date(2026, 11, 25)"}),
+    ({"environment": "production", "ratio": float("inf")},
+     {"environment": "production", "ratio": "Infinity"}),
+])
+def test_context_that_is_not_json(any_veto: Veto, context, recorded) -> None:
+    d = any_veto.guard("execute_sql", SELECT, context)
+    assert_fail_closed(any_veto, d, "invalid_tool_call", "context is not JSON")
+    # The record keeps what can be kept of the context.
+    assert any_veto.records.get(d.decision_id).context == recorded
 
 
 def test_tool_name_that_is_not_a_string(any_veto: Veto) -> None:

@@ -24,6 +24,9 @@ from veto_opa.records.model import (
     VerifyResult,
     arguments_digest,
     canonical_json,
+    decision_document,
+    now_timestamp,
+    sha256_digest,
 )
 from veto_opa.records.redaction import (
     PreparedArguments,
@@ -50,11 +53,14 @@ __all__ = [
     "VerifyResult",
     "arguments_digest",
     "canonical_json",
+    "decision_document",
     "default_home",
     "load_or_create_key",
+    "now_timestamp",
     "parse_redact_path",
     "prepare_arguments",
     "redact",
+    "sha256_digest",
     "store_path",
     "verify_export",
 ]

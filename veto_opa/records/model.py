@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -44,7 +46,22 @@ def canonical_json(value: Any) -> str:
     This is the text that ``arguments_sha256``, redaction HMACs and record hashes are computed
     over, so that other tools (approvals, auditors' scripts) can reproduce them.
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` that refuses ``NaN``, ``Infinity`` and ``-Infinity`` (Python's json
+    module accepts them; they are not JSON, and no canonical text can hold them).
+
+    Raises:
+        ValueError: the text is not JSON.
+    """
+    return json.loads(text, parse_constant=_not_json)
 
 
 def sha256_digest(data: str | bytes) -> str:
@@ -65,7 +82,7 @@ def arguments_digest(arguments: Any) -> str:
         return sha256_digest(canonical_json(arguments))
     if isinstance(arguments, str):
         try:
-            parsed = json.loads(arguments)
+            parsed = loads_json(arguments)
         except ValueError:
             return sha256_digest(arguments)
         if isinstance(parsed, dict):
@@ -136,8 +153,23 @@ def parse_timestamp(value: str | datetime) -> str:
     return format_timestamp(moment)
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def now_timestamp() -> str:
-    return format_timestamp(datetime.now(UTC))
+    """The current time in the record timestamp format (``format_timestamp`` of now).
+
+    On every guard's path: the text up to the second is kept from the previous call in the
+    same second (a tuple, replaced whole, so threads never see half of an update).
+    """
+    global _second
+    micros = time.time_ns() // 1000
+    second, fraction = divmod(micros, 1_000_000)
+    cached, prefix = _second
+    if cached != second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, prefix)
+    return f"{prefix}.{fraction:06d}Z"
 
 
 def _hex_id(value: Any, digits: int) -> Any:
@@ -229,6 +261,74 @@ class DecisionRecord(_Entry):
     @classmethod
     def _span_id(cls, value: Any) -> Any:
         return _hex_id(value, 16)
+
+
+def decision_document(
+    *,
+    decision_id: str,
+    timestamp: str,
+    tool: str,
+    arguments: JSONObject | None,
+    arguments_sha256: str,
+    erased: Sequence[str],
+    context: Mapping[str, Any],
+    model: str | None,
+    call_id: str | None,
+    decision: str,
+    rule: str | None,
+    reason: str,
+    approvers: Sequence[str],
+    matched: Sequence[dict[str, Any]],
+    errors: Sequence[dict[str, Any]],
+    approval_id: str | None,
+    policy_name: str | None,
+    policy_revision: str | None,
+    engine: str,
+    cause: str | None,
+    latency_us: int,
+    trace_id: str | None,
+    span_id: str | None,
+    opa_decision_id: str | None,
+) -> dict[str, Any]:
+    """The document of a decision record, built without validating it (``guard()``'s path).
+
+    Equal to ``DecisionRecord.model_validate(fields).document()`` without the chain fields,
+    for well-formed fields: a UUID string, a timestamp from :func:`now_timestamp`, hex trace
+    and span ids, JSON values (``tests/records/test_documents.py`` holds the two to each other).
+    Validating the same fields with pydantic costs more than the SQLite transaction that
+    stores them, so :meth:`SQLiteRecordStore.append_document` is kept for callers that build
+    every field themselves; anything else goes through :meth:`SQLiteRecordStore.append`.
+    A value that is not JSON still fails when the store serialises the document.
+    """
+    if decision not in ("allow", "deny", "require_approval"):
+        raise ValueError(f"decision must be allow, deny or require_approval, found {decision!r}")
+    return {
+        "kind": "decision",
+        "decision_id": decision_id,
+        "timestamp": timestamp,
+        "tool": tool,
+        "arguments": arguments,
+        "arguments_sha256": arguments_sha256,
+        "erased": list(erased),
+        "context": dict(context),
+        "model": model,
+        "call_id": call_id,
+        "decision": decision,
+        "rule": rule,
+        "reason": reason,
+        "approvers": list(approvers),
+        "matched": list(matched),
+        "errors": list(errors),
+        "approval_id": approval_id,
+        "policy_name": policy_name,
+        "policy_revision": policy_revision,
+        "engine": engine,
+        "cause": cause,
+        "latency_us": latency_us,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "opa_decision_id": opa_decision_id,
+    }
 
 
 class OutcomeRecord(_Entry):

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from veto_opa.records.model import arguments_digest, canonical_json
+from veto_opa.records.model import arguments_digest, canonical_json, loads_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -264,7 +264,7 @@ def prepare_arguments(
     obj: Any = raw
     if isinstance(raw, str):
         try:
-            obj = json.loads(raw)
+            obj = loads_json(raw)
         except ValueError:
             obj = None
     if not isinstance(obj, dict):

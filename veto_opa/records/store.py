@@ -190,6 +190,21 @@ class RecordStore(Protocol):
 
     def append(self, record_fields: Mapping[str, Any]) -> DecisionRecord: ...
 
+    def append_document(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Record one decision document as it is, without validating it; returns once committed.
+
+        ``guard()``'s path: the document comes from :func:`decision_document`, whose
+        caller built every field. The store fills in ``sequence``, ``prev_hash`` and
+        ``record_hash`` (in ``document`` itself, which is returned); a value that is not JSON
+        fails here as a :class:`RecordError`, and a decision id already recorded is refused.
+        """
+        if document.get("kind") != "decision":
+            raise RecordError("append_document takes decision documents (kind 'decision')")
+        supplied = [name for name in CHAIN_FIELDS if name in document]
+        if supplied:
+            raise RecordError(f"{', '.join(supplied)} are assigned by the store, not the caller")
+        return self._submit(_Pending(document, None))  # type: ignore[return-value]
+
     def append_outcome(
         self, decision_id: str, status: str, error: str | None = None
     ) -> OutcomeRecord: ...
@@ -228,11 +243,15 @@ class RecordStore(Protocol):
 
 @dataclass(eq=False)
 class _Pending:
-    """One entry waiting for the group commit, and then its outcome."""
+    """One entry waiting for the group commit, and then its outcome.
+
+    ``record`` is the validated model, or None for a document appended as it is
+    (:meth:`SQLiteRecordStore.append_document`); ``result`` is then the stored document.
+    """
 
     document: dict[str, Any]
-    record: DecisionRecord | OutcomeRecord
-    result: DecisionRecord | OutcomeRecord | None = None
+    record: DecisionRecord | OutcomeRecord | None
+    result: DecisionRecord | OutcomeRecord | dict[str, Any] | None = None
     error: str | None = None
     cause: BaseException | None = None
     done: bool = False
@@ -382,6 +401,21 @@ class SQLiteRecordStore:
             fields["timestamp"] = now_timestamp()
         return self._submit(self._pending(DecisionRecord, fields))  # type: ignore[return-value]
 
+    def append_document(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Record one decision document as it is, without validating it; returns once committed.
+
+        ``guard()``'s path: the document comes from :func:`decision_document`, whose
+        caller built every field. The store fills in ``sequence``, ``prev_hash`` and
+        ``record_hash`` (in ``document`` itself, which is returned); a value that is not JSON
+        fails here as a :class:`RecordError`, and a decision id already recorded is refused.
+        """
+        if document.get("kind") != "decision":
+            raise RecordError("append_document takes decision documents (kind 'decision')")
+        supplied = [name for name in CHAIN_FIELDS if name in document]
+        if supplied:
+            raise RecordError(f"{', '.join(supplied)} are assigned by the store, not the caller")
+        return self._submit(_Pending(document, None))  # type: ignore[return-value]
+
     def append_outcome(
         self, decision_id: str, status: str, error: str | None = None
     ) -> OutcomeRecord:
@@ -419,7 +453,7 @@ class SQLiteRecordStore:
             kind = "decision" if model is DecisionRecord else "outcome"
             raise RecordError(f"invalid {kind} record: {exc}") from exc
 
-    def _submit(self, item: _Pending) -> DecisionRecord | OutcomeRecord:
+    def _submit(self, item: _Pending) -> DecisionRecord | OutcomeRecord | dict[str, Any]:
         cond = self._cond
         with cond:
             if self._closed:
@@ -502,7 +536,7 @@ class SQLiteRecordStore:
             # decisions only (the guard's case) skips it: their ids are new UUIDs, and the
             # unique index still refuses a duplicate (then the batch is retried with the
             # lookup, which fails that one record alone).
-            if checked or any(item.record.kind == "outcome" for item in batch):
+            if checked or any(item.document["kind"] == "outcome" for item in batch):
                 known = self._known_decisions(conn,
                                               [item.document["decision_id"] for item in batch])
             else:
@@ -511,7 +545,7 @@ class SQLiteRecordStore:
             for item in batch:
                 document = item.document
                 decision_id = document["decision_id"]
-                if item.record.kind == "outcome":
+                if document["kind"] == "outcome":
                     if decision_id not in known:
                         item.error = f"unknown decision_id {decision_id!r}"
                         continue
@@ -523,7 +557,15 @@ class SQLiteRecordStore:
                 sequence += 1
                 document["sequence"] = sequence
                 document["prev_hash"] = prev_hash
-                text, prev_hash = seal(document)
+                try:
+                    text, prev_hash = seal(document)
+                except (TypeError, ValueError) as exc:  # not JSON: only this entry fails
+                    sequence -= 1
+                    prev_hash = document["prev_hash"]
+                    for name in CHAIN_FIELDS:
+                        document.pop(name, None)
+                    item.error = f"the record is not JSON: {exc}"
+                    continue
                 rows.append((sequence, *[document.get(c) for c in _MIRRORED], text))
                 written.append(item)
             conn.executemany(_INSERT, rows)
@@ -551,6 +593,9 @@ class SQLiteRecordStore:
                 item.cause = exc
             return
         for item in written:
+            if item.record is None:
+                item.result = item.document
+                continue
             # Equal to what was stored (for the JSON values a record holds).
             chain = {name: item.document[name] for name in CHAIN_FIELDS}
             item.result = item.record.model_copy(update=chain)

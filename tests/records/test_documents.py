@@ -1,0 +1,165 @@
+"""The guard's unvalidated path to the store (decision_document + append_document) stores
+exactly what the validated path (DecisionRecord + append) stores, and fails the same way."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from veto_opa.errors import RecordError
+from veto_opa.records import (
+    DecisionRecord,
+    SQLiteRecordStore,
+    decision_document,
+    now_timestamp,
+)
+from veto_opa.records.model import CHAIN_FIELDS, GENESIS_HASH, format_timestamp
+
+json_scalars = (st.none() | st.booleans() | st.integers() | st.text(max_size=10)
+                | st.floats(allow_nan=False, allow_infinity=False))
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=10,
+)
+objects = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
+optional_text = st.none() | st.text(max_size=12)
+hex_id = lambda digits: st.none() | st.text("0123456789abcdef", min_size=digits,  # noqa: E731
+                                            max_size=digits)
+entries = st.fixed_dictionaries({
+    "rule": st.text(max_size=8), "action": st.sampled_from(["allow", "deny"]),
+    "message": st.text(max_size=8), "policy": st.text(max_size=8)})
+
+fields = st.fixed_dictionaries({
+    "decision_id": st.uuids(version=4).map(str),
+    "tool": st.text(min_size=1, max_size=12),
+    "arguments": st.none() | objects,
+    "arguments_sha256": st.text("0123456789abcdef", min_size=64, max_size=64).map(
+        lambda h: "sha256:" + h),
+    "erased": st.lists(st.text(max_size=8), max_size=2),
+    "context": objects,
+    "model": optional_text,
+    "call_id": optional_text,
+    "decision": st.sampled_from(["allow", "deny", "require_approval"]),
+    "rule": optional_text,
+    "reason": st.text(max_size=20),
+    "approvers": st.lists(st.text(max_size=6), max_size=3),
+    "matched": st.lists(entries, max_size=2),
+    "errors": st.lists(st.fixed_dictionaries({"rule": st.text(max_size=5),
+                                              "detail": st.text(max_size=8)}), max_size=2),
+    "approval_id": optional_text,
+    "policy_name": optional_text,
+    "policy_revision": optional_text,
+    "engine": st.sampled_from(["embedded", "rest"]),
+    "cause": optional_text,
+    "latency_us": st.integers(min_value=0, max_value=10**7),
+    "trace_id": hex_id(32),
+    "span_id": hex_id(16),
+    "opa_decision_id": optional_text,
+})
+
+
+@given(fields)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_the_document_is_the_validated_records_document(values: dict) -> None:
+    timestamp = now_timestamp()
+    document = decision_document(timestamp=timestamp, **values)
+    placeholder = {"sequence": 1, "prev_hash": GENESIS_HASH, "record_hash": GENESIS_HASH}
+    validated = DecisionRecord.model_validate({**values, "timestamp": timestamp, **placeholder})
+    expected = validated.document()
+    for name in CHAIN_FIELDS:
+        del expected[name]
+    assert document == expected
+    assert list(document) == list(expected)   # the same field order, too
+
+
+def test_now_timestamp_is_the_record_format_of_now() -> None:
+    before = format_timestamp(datetime.now(UTC))
+    stamps = [now_timestamp() for _ in range(2000)]
+    after = format_timestamp(datetime.now(UTC))
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", s) for s in stamps)
+    assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= after
+
+
+def test_an_unknown_decision_is_refused() -> None:
+    with pytest.raises(ValueError, match="allow, deny or require_approval"):
+        decision_document(**{**_values(), "decision": "maybe"})
+
+
+def _values(**changes: object) -> dict:
+    values = {
+        "decision_id": str(uuid.uuid4()), "timestamp": now_timestamp(), "tool": "execute_sql",
+        "arguments": {"statement": "SELECT 1"}, "arguments_sha256": "sha256:" + "ab" * 32,
+        "erased": [], "context": {"environment": "production"}, "model": None,
+        "call_id": None, "decision": "allow", "rule": None, "reason": "no rule applies",
+        "approvers": [], "matched": [], "errors": [], "approval_id": None,
+        "policy_name": "seed", "policy_revision": "r1", "engine": "embedded", "cause": None,
+        "latency_us": 12, "trace_id": None, "span_id": None, "opa_decision_id": None,
+    }
+    values.update(changes)
+    return values
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SQLiteRecordStore(tmp_path / "records.sqlite3")
+    yield s
+    s.close()
+
+
+def test_append_document_chains_with_validated_appends(store: SQLiteRecordStore) -> None:
+    first = store.append({k: v for k, v in _values().items() if k != "timestamp"})
+    document = store.append_document(decision_document(**_values()))
+    assert document["sequence"] == first.sequence + 1
+    assert document["prev_hash"] == first.record_hash
+    stored = store.get(document["decision_id"])
+    assert stored is not None and stored.document() == document
+    assert store.verify().ok and store.verify().count == 2
+
+
+def test_append_document_refuses_chain_fields_and_other_kinds(store: SQLiteRecordStore) -> None:
+    with pytest.raises(RecordError, match="sequence are assigned by the store"):
+        store.append_document({**decision_document(**_values()), "sequence": 7})
+    with pytest.raises(RecordError, match="decision documents"):
+        store.append_document({"kind": "outcome", "decision_id": str(uuid.uuid4())})
+    assert store.count() == 0
+
+
+def test_a_document_that_is_not_json_fails_alone(store: SQLiteRecordStore) -> None:
+    import threading
+
+    bad = decision_document(**_values(context={"at": object()}))
+    good = [decision_document(**_values()) for _ in range(3)]
+    errors: list[Exception] = []
+
+    def append(document: dict) -> None:
+        try:
+            store.append_document(document)
+        except RecordError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=append, args=(d,)) for d in [good[0], bad, *good[1:]]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 1 and "not JSON" in str(errors[0])
+    assert store.count() == 3 and store.verify().ok
+    with sqlite3.connect(store.path) as conn:
+        assert [r[0] for r in conn.execute("SELECT sequence FROM records")] == [1, 2, 3]
+
+
+def test_a_decision_id_recorded_twice_is_refused(store: SQLiteRecordStore) -> None:
+    document = decision_document(**_values())
+    store.append_document(dict(document))
+    with pytest.raises(RecordError, match="already recorded"):
+        store.append_document(dict(document))
+    assert store.count() == 1 and store.verify().ok
