@@ -109,7 +109,8 @@ def test_two_processes_extend_one_chain(tmp_path: Path) -> None:
     SQLiteRecordStore(path).close()
     go = tmp_path / "go"
     writers = {
-        tool: start_writer(path, threads=2, count=150, tool=tool, go=str(go))
+        # Enough records that the two processes are still writing when the other starts.
+        tool: start_writer(path, threads=2, count=600, tool=tool, go=str(go))
         for tool in ("proc_a", "proc_b")
     }
     go.touch()
@@ -122,9 +123,9 @@ def test_two_processes_extend_one_chain(tmp_path: Path) -> None:
     with SQLiteRecordStore(path) as store:
         result = store.verify()
         assert result.ok, result
-        assert result.count == 600
+        assert result.count == 2400
         for tool, ids in reported.items():
-            assert len(ids) == 300
+            assert len(ids) == 1200
             stored = {record.decision_id for record in store.query(tool=tool, limit=None)}
             assert stored == set(ids)
         # the processes really interleaved: their records alternate somewhere in the chain
