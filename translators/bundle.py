@@ -22,6 +22,8 @@ sign.go, verify.go). Deviations from OPA, each where it happens:
   OPA's ``dfs`` that differs only for empty objects.
 - JSON nested deeper than Python's recursion limit (about 1000 levels; Go allows 10000) is
   refused with a BundleError.
+- :func:`load_into_engine` leaves the ``*_test.rego`` modules out unless asked for them (an
+  engine that decides does not need them, and they cost compile time); ``opa run`` loads them.
 """
 
 from __future__ import annotations
@@ -175,7 +177,9 @@ def build_bundle(
             raise BundleError(f"{directory}/data.json: not JSON: {e}") from None
         files[f"{directory}/data.json".lstrip("/")] = text.encode("utf-8") + b"\n"
     bundle = Bundle(files)
-    _check_roots(bundle)
+    # The data documents are checked from the values at hand rather than parsed back.
+    _check_roots(bundle, [(d.strip("/").split("/") if d.strip("/") else [], v)
+                          for d, v in (data or {}).items()])
     return bundle
 
 
@@ -286,12 +290,19 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     return bundle
 
 
-def load_into_engine(bundle: Bundle, engine: OpaEngine) -> None:
+def load_into_engine(bundle: Bundle, engine: OpaEngine, *, tests: bool = False) -> None:
     """Add the bundle's modules (named by their bundle paths) and data documents to an engine.
+
+    Unlike ``opa run``, which compiles every module of a bundle, test modules (``*_test.rego``)
+    are left out unless ``tests`` is true: an engine that makes decisions never reads them,
+    and OPA checks each rule that depends on ``data.veto.decision`` for recursion with a walk
+    of every generated rule, so the library's tests alone would add about a third to the
+    compile time of 1,000 rules. The bundle itself keeps them; ``regotest`` runs them.
 
     Args:
         bundle: the bundle; its ``rego_version`` must be 1, the engine's Rego.
         engine: an ``opa_bindings.OpaEngine``.
+        tests: also add the ``*_test.rego`` modules, as ``opa run`` would.
 
     Raises:
         BundleError: the engine rejected a module or a data document (with OPA's message).
@@ -302,7 +313,8 @@ def load_into_engine(bundle: Bundle, engine: OpaEngine) -> None:
         raise BundleError(f"{MANIFEST}: expected rego_version 1, found {version!r}")
     try:
         for path, source in bundle.modules().items():
-            engine.add_policy(path, source)
+            if tests or not path.endswith("_test.rego"):
+                engine.add_policy(path, source)
         for parts, value in bundle._data():
             if not parts and not isinstance(value, dict):
                 raise BundleError(f"data.json: expected an object at the root, found {value!r}")
@@ -612,9 +624,10 @@ def _package_path(path: str, source: str) -> str:
     return "/".join(m[0] or json.loads(f'"{m[1]}"') for m in _PACKAGE_PART.findall(ref))
 
 
-def _check_roots(bundle: Bundle) -> None:
+def _check_roots(bundle: Bundle,
+                 data: list[tuple[list[str], object]] | None = None) -> None:
     """Refuse what OPA's validateAndInjectDefaults refuses: overlapping roots, packages and
-    data outside the roots."""
+    data outside the roots (``data``: the bundle's data documents, read from it if None)."""
     roots = bundle.manifest.get("roots", [""])
     if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
         raise BundleError(f"{MANIFEST}: expected 'roots' to be a list of strings, found {roots!r}")
@@ -627,7 +640,7 @@ def _check_roots(bundle: Bundle) -> None:
         if not any(_root_contains(r, package := _package_path(path, source)) for r in roots):
             raise BundleError(f"{path}: expected a package under the roots {roots}, "
                               f"found 'package {package.replace('/', '.')}'")
-    for parts, value in bundle._data():
+    for parts, value in bundle._data() if data is None else data:
         _check_data_roots(roots, parts, value)
 
 

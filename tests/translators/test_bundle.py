@@ -174,6 +174,21 @@ def test_archive_loads_into_the_embedded_engine_and_evaluates(tmp_path) -> None:
         engine.close()
 
 
+def test_test_modules_are_loaded_only_when_asked_for() -> None:
+    modules = {**MODULES, "veto/x_test.rego": "package veto.x_test\n\ntest_x if true\n"}
+    bundle = make_bundle(modules=modules)
+    assert "veto/x_test.rego" in bundle.files           # the bundle keeps them, as opa build
+    for tests, expected in ((False, None), (True, True)):
+        engine = OpaEngine()
+        try:
+            load_into_engine(bundle, engine, tests=tests)
+            assert engine.eval_document("veto.x", {"n": 1}) == 2
+            assert engine.eval_query("x := data.veto.x_test.test_x") == (
+                [{"x": True}] if expected else [])
+        finally:
+            engine.close()
+
+
 def test_engine_errors_become_bundle_errors() -> None:
     broken = make_bundle(modules={"veto/bad.rego": "package veto\n\nx := \n"})
     engine = OpaEngine()
