@@ -44,10 +44,24 @@ def spec(node: ex.Node) -> dict[str, Any]:
 
 
 def levels(node: ex.Node) -> int:
-    """How many levels the explainer needs for a condition."""
-    builder = _Builder()
-    builder.add(node, env=-1, scope=[])
-    return max(builder.levels) + 1
+    """How many levels the explainer needs for a condition (the levels of :func:`spec`,
+    worked out without building the nodes)."""
+    return _level(node, -1) + 1
+
+
+def _level(node: ex.Node, env: int) -> int:
+    """The level :class:`_Builder` gives ``node``, evaluated in an env node of level ``env``
+    (-1: none). The root's level is the highest: each node is above its children."""
+    base = env + 1 if env >= 0 else 0
+    if isinstance(node, ex.Macro):
+        target = _level(node.target, env) + 1
+        body = _level(node.body, max(target, base)) + 1
+        return max(target, body, base)
+    if isinstance(node, (ex.And, ex.Or)):
+        operands = _chain(node, type(node))
+    else:
+        operands = list(node.children())
+    return max([_level(o, env) + 1 for o in operands] + [base])
 
 
 class _Builder:
@@ -56,10 +70,15 @@ class _Builder:
         self.levels: list[int] = []
 
     def _new(self, fields: dict[str, Any], env: int, deps: list[int]) -> int:
-        self.nodes.append({**fields, "e": env})
-        level = max([self.levels[d] + 1 for d in deps] + [0])
-        self.levels.append(level)
-        return len(self.nodes) - 1
+        fields["e"] = env
+        self.nodes.append(fields)
+        levels = self.levels
+        level = 0
+        for d in deps:
+            if levels[d] >= level:
+                level = levels[d] + 1
+        levels.append(level)
+        return len(levels) - 1
 
     def add(self, node: ex.Node, env: int, scope: list[str]) -> int:
         """Add ``node`` evaluated in the environments of env node ``env`` (-1: none);
@@ -83,7 +102,9 @@ class _Builder:
             position = len(scope) - 1 - scope[::-1].index(node.name)
             return self._new({"k": "var", "i": position}, env, deps)
         children = [self.add(c, env, scope) for c in node.children()]
-        return self._new({**_fields(node), "c": children}, env, [*children, *deps])
+        fields = _fields(node)
+        fields["c"] = children
+        return self._new(fields, env, [*children, *deps])
 
 
 def _chain(node: ex.Node, kind: type) -> list[ex.Node]:

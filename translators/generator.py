@@ -59,6 +59,7 @@ class Scope:
 
 
 _VARIABLE = object()   # marks a node that depends on the input
+_SHAREABLE = (ex.Method, ex.Call, ex.Arith, ex.Neg)
 
 _GUARDS = {
     frozenset({STRING}): "is_string({})",
@@ -94,13 +95,10 @@ class ConditionCompiler:
         # Values computed more than once in the condition (args.statement.upper() in three
         # alternatives) become one complete rule, which OPA evaluates once per query.
         self.shared: dict[str, str] = {}
-        self.repeated = _repeated(checked.node)
-        self.value_handlers = {k: getattr(self, name) for k, name in _VALUE.items()}
-        self.truth_handlers = {k: getattr(self, name) for k, name in _TRUTH.items()}
-        self.falsity_handlers = {k: getattr(self, name) for k, name in _FALSITY.items()}
         # Nodes that read the input (or a macro variable): everything else is a constant.
         self.variable: set[int] = set()
-        self._mark_variable(checked.node)
+        self.repeated: set[str] = set()
+        self._mark_variable(checked.node, {})
 
     # -- entry points -------------------------------------------------------------------
 
@@ -112,26 +110,34 @@ class ConditionCompiler:
             return Val([], rego.value(constant), solid=True)
         if node.text in self.repeated and not scope.names:
             return self._shared(node)
-        return self.value_handlers[node.key](node, scope)
+        return _VALUE[node.key](self, node, scope)
 
     def _shared(self, node: ex.Node) -> Val:
         name = self.shared.get(node.text)
         if name is None:
             name = self.shared[node.text] = f"{self.prefix}_V{len(self.shared) + 1}"
-            val = self.value_handlers[node.key](node, Scope())
+            val = _VALUE[node.key](self, node, Scope())
             self.helpers.append(f"# {_comment(node.text)}\n"
                                 f"{name} := {val.term} if {_block(_dedupe(val.stmts))}")
         # The rule is undefined when the value is an error: `_ = name` makes the body fail then,
         # so that the name is safe under `not` afterwards (and repeats are removed per body).
         return Val([f"_ = {name}"], name, solid=True, ref=True)
 
-    def _mark_variable(self, node: ex.Node) -> bool:
-        variable = isinstance(node, (ex.Root, ex.Var))
+    def _mark_variable(self, node: ex.Node, seen: dict[str, int]) -> int:
+        """Mark the nodes that read the input (or a macro variable), and collect in
+        ``repeated`` the texts of computed values that occur more than once and read no
+        macro variable. Returns 0 for a constant, 1 if the node reads the input, 2 if a
+        macro variable."""
+        reads = 2 if isinstance(node, ex.Var) else 1 if isinstance(node, ex.Root) else 0
         for child in node.children():
-            variable = self._mark_variable(child) or variable
-        if variable:
+            reads = max(reads, self._mark_variable(child, seen))
+        if reads:
             self.variable.add(id(node))
-        return variable
+        if reads < 2 and isinstance(node, _SHAREABLE):
+            seen[node.text] = seen.get(node.text, 0) + 1
+            if seen[node.text] == 2:
+                self.repeated.add(node.text)
+        return reads
 
     def constant(self, node: ex.Node) -> object:
         """The value of a node that reads no input (or an Err), folded at compile time.
@@ -141,6 +147,8 @@ class ConditionCompiler:
         """
         if id(node) in self.variable:
             return _VARIABLE
+        if isinstance(node, ex.Literal):
+            return node.value
         if node not in self.constants:
             self.constants[node] = evaluator.evaluate(node, {})
         return self.constants[node]
@@ -163,7 +171,7 @@ class ConditionCompiler:
                     + self.truth_alternatives(node.right, scope))
         if isinstance(node, ex.Not):
             return self.falsity_alternatives(node.operand, scope)
-        return [_dedupe(self.truth_handlers[node.key](node, scope))]
+        return [_dedupe(_TRUTH[node.key](self, node, scope))]
 
     def falsity_alternatives(self, node: ex.Node, scope: Scope) -> list[Stmts]:
         """Bodies, any of which succeeding means ``node`` is false."""
@@ -175,7 +183,7 @@ class ConditionCompiler:
                     + self.falsity_alternatives(node.right, scope))
         if isinstance(node, ex.Not):
             return self.truth_alternatives(node.operand, scope)
-        return [_dedupe(self.falsity_handlers[node.key](node, scope))]
+        return [_dedupe(_FALSITY[node.key](self, node, scope))]
 
     def _one(self, alternatives: list[Stmts], scope: Scope) -> Stmts:
         if len(alternatives) == 1:
@@ -446,26 +454,14 @@ class ConditionCompiler:
         return [*stmts, f"every {loop_var} in {target.term} {_block(body)}"]
 
 
-# Handler names by node key, built once: a missing value handler means a boolean node
-# (compiled through its truth and falsity), a missing truth or falsity handler a value node.
-_VALUE = {c.key: f"{c.key}_value" if hasattr(ConditionCompiler, f"{c.key}_value")
-          else "boolean_value" for c in ex.NODE_TYPES}
-_TRUTH = {c.key: f"{c.key}_truth" if hasattr(ConditionCompiler, f"{c.key}_truth")
-          else "value_truth" for c in ex.NODE_TYPES}
-_FALSITY = {c.key: f"{c.key}_falsity" if hasattr(ConditionCompiler, f"{c.key}_falsity")
-            else "value_falsity" for c in ex.NODE_TYPES}
-
-
-_SHAREABLE = (ex.Method, ex.Call, ex.Arith, ex.Neg)
-
-
-def _repeated(root: ex.Node) -> set[str]:
-    """Texts of computed values that occur more than once and read no macro variable."""
-    seen: dict[str, int] = {}
-    for node in root.walk():
-        if isinstance(node, _SHAREABLE) and not any(isinstance(n, ex.Var) for n in node.walk()):
-            seen[node.text] = seen.get(node.text, 0) + 1
-    return {text for text, count in seen.items() if count > 1}
+# Handlers by node key, built once: a missing value handler means a boolean node (compiled
+# through its truth and falsity), a missing truth or falsity handler a value node.
+_VALUE = {c.key: getattr(ConditionCompiler, f"{c.key}_value", ConditionCompiler.boolean_value)
+          for c in ex.NODE_TYPES}
+_TRUTH = {c.key: getattr(ConditionCompiler, f"{c.key}_truth", ConditionCompiler.value_truth)
+          for c in ex.NODE_TYPES}
+_FALSITY = {c.key: getattr(ConditionCompiler, f"{c.key}_falsity",
+                           ConditionCompiler.value_falsity) for c in ex.NODE_TYPES}
 
 
 def _comment(text: str) -> str:

@@ -8,6 +8,7 @@ start and end character offsets in the expression, from which the policy loader 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,6 @@ OPERATORS = (
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "/": "/"}
 _IDENT_START = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
-_IDENT_REST = _IDENT_START | set("0123456789")
 _DIGITS = set("0123456789")
 
 
@@ -54,6 +54,15 @@ class TokenizeError(Exception):
     def __init__(self, problem: ExpressionProblem) -> None:
         super().__init__(problem.message)
         self.problem = problem
+
+
+# The common tokens in one pattern: whitespace, names, operators (longest first, so that
+# '==' wins over '='), and strings without escapes. Numbers, strings with escapes or a
+# newline, and every error go through the character-by-character code below.
+_COMMON = re.compile(
+    r"(?P<space>[ \t\r\n\f\v]+)|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>" + "|".join(re.escape(op) for op in OPERATORS) + ")"
+    r"""|(?P<string>"[^"\\\n]*"|'[^'\\\n]*')""")
 
 
 def tokenize(text: str) -> list[Token]:
@@ -65,34 +74,33 @@ def tokenize(text: str) -> list[Token]:
     """
     tokens: list[Token] = []
     i, n = 0, len(text)
+    match = _COMMON.match
     while i < n:
-        c = text[i]
-        if c in " \t\r\n\f\v":
-            i += 1
-        elif c in _IDENT_START:
-            j = i + 1
-            while j < n and text[j] in _IDENT_REST:
-                j += 1
-            tokens.append(Token(Kind.IDENT, text[i:j], i, j))
+        m = match(text, i)
+        if m is not None:
+            kind, j = m.lastgroup, m.end()
+            if kind == "ident":
+                tokens.append(Token(Kind.IDENT, m.group(), i, j))
+            elif kind == "op":
+                tokens.append(Token(Kind.OP, m.group(), i, j))
+            elif kind == "string":
+                raw = m.group()
+                tokens.append(Token(Kind.STRING, raw, i, j, raw[1:-1]))
             i = j
-        elif c in _DIGITS:
+            continue
+        c = text[i]
+        if c in _DIGITS:
             i = _number(text, i, tokens)
         elif c in "'\"":
             i = _string(text, i, tokens)
         else:
-            for op in OPERATORS:
-                if text.startswith(op, i):
-                    tokens.append(Token(Kind.OP, op, i, i + len(op)))
-                    i += len(op)
-                    break
+            if c == "=":
+                msg = "unexpected '=': use '==' to compare"
+            elif c in "&|":
+                msg = f"unexpected {c!r}: use '{c}{c}'"
             else:
-                if c == "=":
-                    msg = "unexpected '=': use '==' to compare"
-                elif c in "&|":
-                    msg = f"unexpected {c!r}: use '{c}{c}'"
-                else:
-                    msg = f"unexpected character {c!r}"
-                raise TokenizeError(ExpressionProblem(i, PARSE, msg))
+                msg = f"unexpected character {c!r}"
+            raise TokenizeError(ExpressionProblem(i, PARSE, msg))
     tokens.append(Token(Kind.EOF, "", n, n))
     return tokens
 

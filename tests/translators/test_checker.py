@@ -80,6 +80,5 @@ def test_every_node_kind_has_a_handler_in_every_back_end() -> None:
     assert set(explainer.FIELDS) | {"macro", "var", "and", "or"} == {n.key for n in ex.NODE_TYPES}
     # The Rego generator has a value handler or the boolean fallback, and truth/falsity
     # handlers or the value-based fallback, for every kind; the table is complete.
-    compiler = generator.ConditionCompiler("_r", checker.check(parse("true").node))
-    for table in (compiler.value_handlers, compiler.truth_handlers, compiler.falsity_handlers):
+    for table in (generator._VALUE, generator._TRUTH, generator._FALSITY):
         assert set(table) == {n.key for n in ex.NODE_TYPES}
