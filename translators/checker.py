@@ -10,7 +10,7 @@ the type is already certain.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.diagnostics import ARITY, PARSE, TYPE, ExpressionProblem
@@ -55,15 +55,12 @@ class _Checker:
     def __init__(self) -> None:
         self.types: dict[ex.Node, Type] = {}
         self.problems: list[ExpressionProblem] = []
-        self.handlers: dict[str, Callable[[ex.Node, dict[str, Type]], Type]] = {
-            cls.key: getattr(self, f"{cls.key}_type") for cls in ex.NODE_TYPES
-        }
 
     def problem(self, node: ex.Node, code: str, message: str) -> None:
         self.problems.append(ExpressionProblem(node.start, code, message))
 
     def visit(self, node: ex.Node, scope: dict[str, Type]) -> Type:
-        t = self.handlers[node.key](node, scope)
+        t = _HANDLERS[node.key](self, node, scope)
         self.types[node] = t
         return t
 
@@ -214,3 +211,9 @@ class _Checker:
             self.problem(node.body, TYPE, f"the condition of {node.name}() must be a boolean, "
                                           f"found {describe(bt)}")
         return T_BOOLEAN
+
+
+# One handler per node key, built once (unbound: a table of bound methods on each checker
+# would make a reference cycle for the garbage collector to find).
+_HANDLERS: dict[str, Callable[[_Checker, Any, dict[str, Type]], Type]] = {
+    cls.key: getattr(_Checker, f"{cls.key}_type") for cls in ex.NODE_TYPES}

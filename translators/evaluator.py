@@ -92,12 +92,9 @@ def _types(values: list[Any]) -> str:
 class _Evaluator:
     def __init__(self, input: dict[str, Any]) -> None:
         self.input = input
-        self.handlers: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
-            cls.key: getattr(self, f"{cls.key}_eval") for cls in ex.NODE_TYPES
-        }
 
     def eval(self, node: ex.Node, scope: dict[str, Any]) -> Any:
-        return self.handlers[node.key](node, scope)
+        return _HANDLERS[node.key](self, node, scope)
 
     def operands(self, nodes: tuple[ex.Node, ...] | list[ex.Node],
                  scope: dict[str, Any]) -> list[Any] | Err:
@@ -280,3 +277,9 @@ class _Evaluator:
             if isinstance(result, Err) and first_error is None:
                 first_error = result
         return first_error if first_error is not None else not decisive
+
+
+# One handler per node key, built once (unbound: a table of bound methods on each evaluator
+# would make a reference cycle for the garbage collector to find).
+_HANDLERS: dict[str, Callable[[_Evaluator, Any, dict[str, Any]], Any]] = {
+    cls.key: getattr(_Evaluator, f"{cls.key}_eval") for cls in ex.NODE_TYPES}
