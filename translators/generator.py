@@ -29,6 +29,10 @@ from veto_opa.translators.types import ANY, Type
 
 Stmts = list[str]
 
+MAX_PAIRINGS = 4
+"""Most bodies an ``&&`` of ``||`` (or the negation of an ``||`` of ``&&``) is distributed
+into; beyond, the alternatives go into helper rules."""
+
 
 @dataclass(frozen=True)
 class Val:
@@ -69,6 +73,7 @@ _GUARDS = {
     frozenset({BOOLEAN}): "is_boolean({})",
     frozenset({STRING, ARRAY, OBJECT}): "ops.sized({})",
 }
+_ORDERED = (frozenset({NUMBER}), frozenset({STRING}))
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _MIRRORED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -162,13 +167,17 @@ class ConditionCompiler:
         return self._one(self.falsity_alternatives(node, scope), scope)
 
     def truth_alternatives(self, node: ex.Node, scope: Scope) -> list[Stmts]:
-        """Bodies, any of which succeeding means ``node`` is true (``||`` chains flattened)."""
+        """Bodies, any of which succeeding means ``node`` is true (``||`` chains flattened,
+        small ``&&`` of ``||`` distributed)."""
         constant = self.constant(node)
         if constant is not _VARIABLE:
             return [["true" if constant is True else "false"]]
         if isinstance(node, ex.Or):
             return (self.truth_alternatives(node.left, scope)
                     + self.truth_alternatives(node.right, scope))
+        if isinstance(node, ex.And):
+            return self._both(self.truth_alternatives(node.left, scope),
+                              self.truth_alternatives(node.right, scope), scope)
         if isinstance(node, ex.Not):
             return self.falsity_alternatives(node.operand, scope)
         return [_dedupe(_TRUTH[node.key](self, node, scope))]
@@ -181,9 +190,20 @@ class ConditionCompiler:
         if isinstance(node, ex.And):
             return (self.falsity_alternatives(node.left, scope)
                     + self.falsity_alternatives(node.right, scope))
+        if isinstance(node, ex.Or):
+            return self._both(self.falsity_alternatives(node.left, scope),
+                              self.falsity_alternatives(node.right, scope), scope)
         if isinstance(node, ex.Not):
             return self.truth_alternatives(node.operand, scope)
         return [_dedupe(_FALSITY[node.key](self, node, scope))]
+
+    def _both(self, left: list[Stmts], right: list[Stmts], scope: Scope) -> list[Stmts]:
+        """Bodies for ``left`` and ``right`` both succeeding: each pairing of their
+        alternatives when there are few (another body costs OPA less to compile than a
+        helper rule), else one body through helper rules."""
+        if len(left) * len(right) <= MAX_PAIRINGS:
+            return [_dedupe(a + b) for a in left for b in right]
+        return [_dedupe(self._one(left, scope) + self._one(right, scope))]
 
     def _one(self, alternatives: list[Stmts], scope: Scope) -> Stmts:
         if len(alternatives) == 1:
@@ -344,7 +364,7 @@ class ConditionCompiler:
         return ["true"] if node.value is False else ["false"]
 
     def and_truth(self, node: ex.And, scope: Scope) -> Stmts:
-        return self.truth(node.left, scope) + self.truth(node.right, scope)
+        return self.truth(node, scope)      # distributed into alternatives; never reached
 
     def and_falsity(self, node: ex.And, scope: Scope) -> Stmts:
         return self.falsity(node, scope)    # flattened into alternatives; never reached
@@ -353,7 +373,7 @@ class ConditionCompiler:
         return self.truth(node, scope)      # flattened into alternatives; never reached
 
     def or_falsity(self, node: ex.Or, scope: Scope) -> Stmts:
-        return self.falsity(node.left, scope) + self.falsity(node.right, scope)
+        return self.falsity(node, scope)    # distributed into alternatives; never reached
 
     def not_truth(self, node: ex.Not, scope: Scope) -> Stmts:
         return self.falsity(node.operand, scope)
@@ -380,9 +400,14 @@ class ConditionCompiler:
                 fn = "same" if op == "==" else "different"
                 return [*stmts, f"ops.{fn}({left.term}, {right.term})"]
         elif not ((lt | rt) <= frozenset({NUMBER}) or (lt | rt) <= frozenset({STRING})):
-            # Not statically two numbers or two strings: check at run time.
-            self.uses_ops = True
-            stmts.append(f"ops.ordered({left.term}, {right.term})")
+            # Not statically two numbers or two strings: check at run time, with a builtin
+            # when one side is statically a number or a string (args.n > 20).
+            same = rt if rt in _ORDERED else lt if lt in _ORDERED else None
+            if same is not None:
+                stmts += self.guard(left, node.left, same) + self.guard(right, node.right, same)
+            else:
+                self.uses_ops = True
+                stmts.append(f"ops.ordered({left.term}, {right.term})")
         if not _may_lead(left.term):
             return [*stmts, f"{right.term} {_MIRRORED[op]} {left.term}"]
         return [*stmts, f"{left.term} {op} {right.term}"]

@@ -39,10 +39,7 @@ rules := {
 #    args.statement.upper().contains("TRUNCATE") ||
 #    args.statement.upper().startswith("DELETE"))
 
-status contains ["block_production_database_deletes", s] if {
-	input.tool == "execute_sql"
-	s := _block_production_database_deletes
-}
+status contains ["block_production_database_deletes", _block_production_database_deletes] if input.tool == "execute_sql"
 
 # false, true, or "error" when the condition is neither (one body per alternative).
 _block_production_database_deletes := false if {
@@ -54,27 +51,21 @@ _block_production_database_deletes := false if {
 	not startswith(_block_production_database_deletes_V1, "DELETE")
 } else := true if {
 	input.context.environment == "production"
-	_block_production_database_deletes_H1
+	_ = _block_production_database_deletes_V1
+	contains(_block_production_database_deletes_V1, "DROP TABLE")
+} else := true if {
+	input.context.environment == "production"
+	_ = _block_production_database_deletes_V1
+	contains(_block_production_database_deletes_V1, "TRUNCATE")
+} else := true if {
+	input.context.environment == "production"
+	_ = _block_production_database_deletes_V1
+	startswith(_block_production_database_deletes_V1, "DELETE")
 } else := "error"
 
 # args.statement.upper()
 _block_production_database_deletes_V1 := upper(input.args.statement) if {
 	is_string(input.args.statement)
-}
-
-_block_production_database_deletes_H1 if {
-	_ = _block_production_database_deletes_V1
-	contains(_block_production_database_deletes_V1, "DROP TABLE")
-}
-
-_block_production_database_deletes_H1 if {
-	_ = _block_production_database_deletes_V1
-	contains(_block_production_database_deletes_V1, "TRUNCATE")
-}
-
-_block_production_database_deletes_H1 if {
-	_ = _block_production_database_deletes_V1
-	startswith(_block_production_database_deletes_V1, "DELETE")
 }
 
 # ----------------------------------------------------------------------------------------
@@ -85,10 +76,7 @@ _block_production_database_deletes_H1 if {
 # when:
 #   !(args.database in ['analytics', 'sandbox'])
 
-status contains ["scope_database_access", s] if {
-	input.tool == "execute_sql"
-	s := _scope_database_access
-}
+status contains ["scope_database_access", _scope_database_access] if input.tool == "execute_sql"
 
 # false, true, or "error" when the condition is neither.
 _scope_database_access := false if {
@@ -108,10 +96,7 @@ _scope_database_access := false if {
 #   (args.statement.upper().contains("ALTER TABLE") ||
 #    args.statement.upper().contains("CREATE TABLE"))
 
-status contains ["block_schema_changes", s] if {
-	input.tool == "execute_sql"
-	s := _block_schema_changes
-}
+status contains ["block_schema_changes", _block_schema_changes] if input.tool == "execute_sql"
 
 # false, true, or "error" when the condition is neither (one body per alternative).
 _block_schema_changes := false if {
@@ -122,22 +107,17 @@ _block_schema_changes := false if {
 	not contains(_block_schema_changes_V1, "CREATE TABLE")
 } else := true if {
 	input.context.environment == "production"
-	_block_schema_changes_H1
+	_ = _block_schema_changes_V1
+	contains(_block_schema_changes_V1, "ALTER TABLE")
+} else := true if {
+	input.context.environment == "production"
+	_ = _block_schema_changes_V1
+	contains(_block_schema_changes_V1, "CREATE TABLE")
 } else := "error"
 
 # args.statement.upper()
 _block_schema_changes_V1 := upper(input.args.statement) if {
 	is_string(input.args.statement)
-}
-
-_block_schema_changes_H1 if {
-	_ = _block_schema_changes_V1
-	contains(_block_schema_changes_V1, "ALTER TABLE")
-}
-
-_block_schema_changes_H1 if {
-	_ = _block_schema_changes_V1
-	contains(_block_schema_changes_V1, "CREATE TABLE")
 }
 
 # ----------------------------------------------------------------------------------------
@@ -148,10 +128,7 @@ _block_schema_changes_H1 if {
 # when:
 #   args.service in ["stripe", "auth-service", "vault-root"]
 
-status contains ["secret_rotation_high_value", s] if {
-	input.tool == "rotate_secret"
-	s := _secret_rotation_high_value
-}
+status contains ["secret_rotation_high_value", _secret_rotation_high_value] if input.tool == "rotate_secret"
 
 # false, true, or "error" when the condition is neither.
 _secret_rotation_high_value := false if {
@@ -169,10 +146,7 @@ _secret_rotation_high_value := false if {
 # when:
 #   args.secret_path.startswith("/secrets/root") || args.secret_path.contains("master-key")
 
-status contains ["block_root_secret_paths", s] if {
-	input.tool == "rotate_secret"
-	s := _block_root_secret_paths
-}
+status contains ["block_root_secret_paths", _block_root_secret_paths] if input.tool == "rotate_secret"
 
 # false, true, or "error" when the condition is neither (one body per alternative).
 _block_root_secret_paths := false if {
@@ -196,10 +170,7 @@ _block_root_secret_paths := false if {
 #   context.user_role == "viewer" &&
 #   !args.statement.upper().startswith("SELECT")
 
-status contains ["read_only_for_viewer", s] if {
-	input.tool == "execute_sql"
-	s := _read_only_for_viewer
-}
+status contains ["read_only_for_viewer", _read_only_for_viewer] if input.tool == "execute_sql"
 
 # false, true, or "error" when the condition is neither (one body per alternative).
 _read_only_for_viewer := false if {
