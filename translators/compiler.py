@@ -3,7 +3,10 @@
 ``compile_policies`` renders one module per policy (``veto/policies/<name>.rego``), one test
 module per policy with examples (``<name>_test.rego``), and ``veto/bundle.rego`` with the
 revision, and adds the hand-written library of ``rego/veto``. The templates in
-``templates/`` hold the structure only; conditions come from :mod:`generator`.
+``templates/`` hold the structure only; conditions come from :mod:`generator`. What the
+decision only reads is data, which OPA does not compile: each rule's order, action, reason
+and approvers (``veto/rules/<name>``) and each condition's form for error details
+(``veto/conditions/<name>``).
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
         modules[p.module_path] = policy_module(p)
         if p.tests:
             modules[p.test_module_path] = test_module(p)
+        if p.rules:
+            data[f"veto/rules/{p.name}"] = rules_data(p)
         conditions = conditions_data(p)
         if conditions:
             data[f"veto/conditions/{p.name}"] = conditions
@@ -137,6 +142,13 @@ def default_decision(policies: Sequence[Policy], revision: str) -> dict[str, Any
     best = min(policies, key=lambda p: (_RANK[p.default], p.index))
     return shape(best.default, f"no rule applies; policy {best.name} defaults to {best.default}",
                  best.name)
+
+
+def rules_data(policy: Policy) -> dict[str, Any]:
+    """Each rule's order in the file, action, reason and approvers, read by ``veto.decision``
+    for the rules that apply or are in error."""
+    return {rule.name: {"index": rule.index, "action": rule.action, "message": rule.reason,
+                        "approvers": sorted(set(rule.approvers))} for rule in policy.rules}
 
 
 def conditions_data(policy: Policy) -> dict[str, Any]:
@@ -177,10 +189,6 @@ def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
         "location": f"{_one_line(policy.source)}:{rule.line}:{rule.col}",
         "comment": _rule_comment(rule),
         "status": prefix,
-        "meta": rego.value({
-            "index": rule.index, "action": rule.action, "message": rule.reason,
-            "approvers": sorted(set(rule.approvers)),
-        }),
         "tool_conditions": _tool_conditions(rule.tools),
         "condition": rule.when is not None,
         "uses_ops": False,
@@ -234,6 +242,10 @@ def _rule_comment(rule: Rule) -> list[str]:
     }[rule.action]
     lines += rego.comment_lines(f"tool: {tools}")
     lines += rego.comment_lines(f"action: {effect}")
+    if rule.message:
+        lines += rego.comment_lines(f"reason: {rule.message}")
+    if rule.approvers:
+        lines += rego.comment_lines(f"approvers: {', '.join(sorted(set(rule.approvers)))}")
     if rule.environments:
         lines += rego.comment_lines(f"environments: {', '.join(rule.environments)}")
     if rule.when_source is not None:

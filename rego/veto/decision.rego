@@ -3,11 +3,12 @@
 # description: |
 #   Combines every compiled Veto policy package under data.veto.policies into one
 #   decision for the tool call in input. Each policy package defines `policy` (name,
-#   load index, default, source), `rules` (each rule's index, action, reason and
-#   approvers) and `status`: a pair [rule, value] for each rule that governs this tool,
-#   where value is its condition's, true, false or "error". Why a condition could not be
-#   evaluated comes from veto.lib.explain, which evaluates the condition's data form in
-#   data.veto.conditions.<policy>.<rule>.
+#   load index, default, source) and `status`: a pair [rule, value] for each rule that
+#   governs this tool, where value is its condition's, true, false or "error". Each
+#   rule's index, action, reason and approvers are data, data.veto.rules.<policy>.<rule>
+#   (data costs OPA nothing to compile; a table in the package would). Why a condition
+#   could not be evaluated comes from veto.lib.explain, which evaluates the condition's
+#   data form in data.veto.conditions.<policy>.<rule>.
 #
 #   The bundle's own package, veto.bundle (generated), lists its policies and holds the
 #   decision for calls that no rule applies to; without it, both are worked out here.
@@ -69,7 +70,7 @@ _hits := sort([[p.index, meta.index, name, rule, status, meta] |
 	some [rule, status] in data.veto.policies[name].status
 	status != false
 	p := data.veto.policies[name].policy
-	meta := data.veto.policies[name].rules[rule]
+	meta := data.veto.rules[name][rule]
 ])
 
 # What was missing or ill-typed, for each rule in error.

@@ -4,8 +4,9 @@ import data.veto
 
 # The policy packages are faked with `with data.veto.policies as {...}`: OPA replaces
 # the whole subtree, including any compiled policy packages loaded beside this file,
-# so each test sees exactly the policies it names. Their `rules` and `status` are
-# constants here: what is under test is how the library combines them. The details of
+# so each test sees exactly the policies it names; their rules' data goes with them,
+# `with data.veto.rules as _rules_of(...)`. Their `rules` and `status` are constants
+# here: what is under test is how the library combines them. The details of
 # rules in error come from veto.lib.explain, replaced by `_same` so that a test can state
 # them directly (the explainer has tests of its own). `with data.veto.bundle as {}` hides
 # the policy list and default decision of a compiled bundle loaded beside this file.
@@ -42,9 +43,9 @@ _failing(policy, index, name, action, detail) := {
 	"detail": detail,
 }
 
-# A compiled policy package: `rules` by name, and the status of the rules for this tool,
-# [rule, true] for those that apply and [rule, "error"] for those in error; `details` is this file's own
-# field, read by _details_of.
+# A compiled policy package: the status of the rules for this tool, [rule, true] for those
+# that apply and [rule, "error"] for those in error; `rules` (the rules' data by name) and
+# `details` are this file's own fields, read by _rules_of and _details_of.
 _package(policy, applies, errors) := {
 	"policy": policy,
 	"rules": object.union(
@@ -59,19 +60,23 @@ _meta(r) := {"index": r.index, "action": r.action, "message": r.message, "approv
 
 _details_of(policies) := {name: p.details | some name, p in policies}
 
+_rules_of(policies) := {name: p.rules | some name, p in policies}
+
 _same(x) := x
 
 # The decision with details from the packages' `details`.
 _decide(policies) := d if {
 	d := veto.decision with input as _call
-		with data.veto.policies as policies with data.veto.bundle as {}
+		with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
 		with data.veto.conditions as _details_of(policies)
 		with data.veto.lib.explain.detail as _same
 }
 
 _decide_for(names, policies) := d if {
 	d := veto.decision_for(names) with input as _call
-		with data.veto.policies as policies with data.veto.bundle as {}
+		with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
 		with data.veto.conditions as _details_of(policies)
 		with data.veto.lib.explain.detail as _same
 }
@@ -98,6 +103,7 @@ _sre_mixed := _package(
 
 test_deny_beats_require_approval if {
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.rules as _rules_of({"sre": _sre_mixed})
 	d.decision == "deny"
 	d.rule == "prod_deletes"
 	d.reason == "prod_deletes says deny"
@@ -115,6 +121,7 @@ test_require_approval_beats_allow if {
 		set(),
 	)}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "require_approval"
 	d.rule == "prod_writes"
 	d.approvers == ["dba"]
@@ -123,6 +130,7 @@ test_require_approval_beats_allow if {
 test_allow_when_only_allow_rules_apply if {
 	policies := {"sre": _package(_policy("sre", 0, "deny"), {_rule("sre", 3, "log_reads", "allow")}, set())}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "allow"
 	d.rule == "log_reads"
 	d.reason == "log_reads says allow"
@@ -132,6 +140,7 @@ test_allow_when_only_allow_rules_apply if {
 test_decision_object_has_the_documented_shape if {
 	d := veto.decision with input as _call
 		with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.rules as _rules_of({"sre": _sre_mixed})
 		with data.veto.bundle as {"revision": "sha256:abc"}
 
 	d == {
@@ -162,6 +171,7 @@ test_deciding_rule_is_first_in_policy_order_across_policies if {
 		"sre": _package(_policy("sre", 0, "allow"), {_rule("sre", 7, "sre_blocks", "deny")}, set()),
 	}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "deny"
 	d.rule == "sre_blocks"
 	d.policy.name == "sre"
@@ -179,6 +189,7 @@ test_deciding_rule_is_first_in_rule_order_within_a_policy if {
 		set(),
 	)}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.rule == "early_deny"
 	[m.rule | some m in d.matched] == ["earliest_allow", "early_deny", "late_deny"]
 }
@@ -194,6 +205,7 @@ test_deny_in_later_policy_beats_approval_in_earlier_policy if {
 		"ops": _package(_policy("ops", 1, "allow"), {_rule("ops", 0, "ops_blocks", "deny")}, set()),
 	}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "deny"
 	d.rule == "ops_blocks"
 	d.policy.name == "ops"
@@ -217,6 +229,7 @@ test_approvers_are_the_sorted_union_of_every_approval_rule if {
 		),
 	}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "require_approval"
 	d.rule == "needs_dba"
 	d.policy.name == "sre"
@@ -226,6 +239,7 @@ test_approvers_are_the_sorted_union_of_every_approval_rule if {
 test_default_of_a_single_policy_applies_when_no_rule_does if {
 	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "allow"
 	d.rule == null
 	d.reason == `no rule applies; policy sre defaults to allow`
@@ -237,6 +251,7 @@ test_default_of_a_single_policy_applies_when_no_rule_does if {
 test_default_require_approval_has_no_approvers if {
 	policies := {"sre": _package(_policy("sre", 0, "require_approval"), set(), set())}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "require_approval"
 	d.approvers == []
 	d.reason == `no rule applies; policy sre defaults to require_approval`
@@ -249,6 +264,7 @@ test_most_restrictive_default_wins_across_policies if {
 		"closed": _package(_policy("closed", 2, "deny"), set(), set()),
 	}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "deny"
 	d.rule == null
 	d.policy.name == "closed"
@@ -261,6 +277,7 @@ test_require_approval_default_beats_allow_default if {
 		"open": _package(_policy("open", 0, "allow"), set(), set()),
 	}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "require_approval"
 	d.policy.name == "careful"
 }
@@ -271,6 +288,7 @@ test_default_tie_goes_to_the_first_loaded_policy if {
 		"zulu": _package(_policy("zulu", 0, "deny"), set(), set()),
 	}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.policy.name == "zulu"
 }
 
@@ -280,6 +298,7 @@ test_any_applying_rule_beats_every_default if {
 		"sre": _package(_policy("sre", 1, "allow"), {_rule("sre", 0, "log_reads", "allow")}, set()),
 	}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "allow"
 	d.rule == "log_reads"
 	d.policy.name == "sre"
@@ -288,12 +307,14 @@ test_any_applying_rule_beats_every_default if {
 test_unknown_default_fails_closed if {
 	policies := {"odd": _package(_policy("odd", 0, "maybe"), set(), set())}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "deny"
 	d.reason == `no rule applies; policy odd defaults to deny`
 }
 
 test_deny_when_no_policy_is_loaded if {
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as {}
+		with data.veto.rules as _rules_of({})
 	d == {
 		"decision": "deny",
 		"rule": null,
@@ -308,6 +329,7 @@ test_deny_when_no_policy_is_loaded if {
 # Compiled example tests live at data.veto.policies.<name>_test and define no `policy`.
 test_packages_without_policy_are_not_policies if {
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as {"sre_test": {"test_x": true}}
+		with data.veto.rules as _rules_of({"sre_test": {"test_x": true}})
 	d.reason == "no Veto policy is loaded"
 }
 
@@ -352,33 +374,38 @@ test_errors_are_reported_when_no_rule_applies if {
 # No `with input`: the test runs without any input document.
 test_decision_is_defined_without_input if {
 	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
-	d := veto.decision with data.veto.policies as policies with data.veto.bundle as {}
+	d := veto.decision with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
 	d.decision == "allow"
 	d.reason == "no rule applies; policy sre defaults to allow"
 }
 
 test_decision_is_defined_when_input_is_not_an_object if {
 	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
-	d := veto.decision with input as "sql_execute" with data.veto.policies as policies with data.veto.bundle as {}
+	d := veto.decision with input as "sql_execute" with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
 	d.decision == "allow"
 	d.reason == "no rule applies; policy sre defaults to allow"
 }
 
 test_decision_is_defined_without_input_or_policies if {
-	d := veto.decision with data.veto.policies as {} with data.veto.bundle as {}
+	d := veto.decision with data.veto.policies as {}
+		with data.veto.rules as _rules_of({}) with data.veto.bundle as {}
 	d.decision == "deny"
 	d.reason == "no Veto policy is loaded"
 }
 
 test_decision_is_defined_when_the_tool_is_not_a_string if {
 	policies := {"sre": _package(_policy("sre", 0, "allow"), set(), set())}
-	d := veto.decision with input as {"tool": 42} with data.veto.policies as policies with data.veto.bundle as {}
+	d := veto.decision with input as {"tool": 42} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
 	d.reason == "no rule applies; policy sre defaults to allow"
 }
 
 test_revision_comes_from_bundle_data if {
 	d := veto.decision with input as _call
 		with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.rules as _rules_of({"sre": _sre_mixed})
 		with data.veto.bundle as {"revision": "sha256:0123"}
 
 	d.policy == {"name": "sre", "revision": "sha256:0123"}
@@ -387,6 +414,7 @@ test_revision_comes_from_bundle_data if {
 test_revision_is_empty_without_bundle_data if {
 	d := veto.decision with input as _call
 		with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.rules as _rules_of({"sre": _sre_mixed})
 		with data.veto.bundle as {}
 
 	d.policy.revision == ""
@@ -395,13 +423,15 @@ test_revision_is_empty_without_bundle_data if {
 test_revision_is_empty_when_not_a_string if {
 	d := veto.decision with input as _call
 		with data.veto.policies as {"sre": _sre_mixed}
+		with data.veto.rules as _rules_of({"sre": _sre_mixed})
 		with data.veto.bundle as {"revision": 7}
 
 	d.policy.revision == ""
 }
 
 test_revision_is_kept_when_no_policy_is_loaded if {
-	d := veto.decision with data.veto.policies as {} with data.veto.bundle as {"revision": "sha256:0123"}
+	d := veto.decision with data.veto.policies as {}
+		with data.veto.rules as _rules_of({}) with data.veto.bundle as {"revision": "sha256:0123"}
 	d.policy == {"name": null, "revision": "sha256:0123"}
 }
 
@@ -447,7 +477,8 @@ test_decision_for_all_names_equals_decision if {
 }
 
 test_decision_for_unknown_policy_denies if {
-	d := veto.decision_for({"nope"}) with input as _call with data.veto.policies as _two_policies with data.veto.bundle as {}
+	d := veto.decision_for({"nope"}) with input as _call with data.veto.policies as _two_policies
+		with data.veto.rules as _rules_of(_two_policies) with data.veto.bundle as {}
 	d.decision == "deny"
 	d.reason == "no Veto policy is loaded"
 }
@@ -502,7 +533,8 @@ test_detail_falls_back_when_the_condition_data_is_missing if {
 		set(),
 		{_failing("sre", 0, "blocks", "deny", "unused")},
 	)}
-	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies with data.veto.conditions as {}
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies) with data.veto.conditions as {}
 	d.errors == [{"rule": "blocks", "detail": "the condition could not be evaluated", "policy": "sre"}]
 }
 
@@ -525,7 +557,8 @@ test_detail_comes_from_the_condition_data if {
 		{_failing("sre", 0, "limit", "deny", "unused")},
 	)}
 	d := veto.decision with input as {"tool": "t", "args": {}}
-		with data.veto.policies as policies with data.veto.bundle as {}
+		with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
 		with data.veto.conditions as {"sre": {"limit": spec}}
 	d.errors == [{"rule": "limit", "detail": "args.limit is missing", "policy": "sre"}]
 }
@@ -537,6 +570,7 @@ test_rules_whose_condition_is_false_do_not_apply if {
 		"status": {["blocks", false]},
 	}}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "allow"
 	d.matched == []
 	d.errors == []
@@ -560,6 +594,7 @@ test_bundle_default_decision_is_used_when_nothing_applies if {
 	}
 	policies := {"sre": _package(_policy("sre", 0, "deny"), set(), set()), "other": _sre_mixed}
 	d := veto.decision with input as _call with data.veto.bundle as bundle with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.reason == "precomputed"
 }
 
@@ -570,5 +605,6 @@ test_bundle_policy_list_limits_the_decision if {
 		"ops": _package(_policy("ops", 1, "allow"), {_rule("ops", 0, "ops_blocks", "deny")}, set()),
 	}
 	d := veto.decision with input as _call with data.veto.bundle as bundle with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
 	d.decision == "allow"
 }

@@ -9,30 +9,22 @@
 package veto.policies.platform
 
 # METADATA
-# description: This policy's name, load order among the bundle's policies, and default.
-policy := {"name": "platform", "index": 0, "default": "allow", "source": "examples/platform.yaml", "sha256": "ccdcf42e8e0fba01ae381bc584faca2d219e56e7dd88e1dd4ae82d4483acf664"}
-
-# METADATA
 # description: |
-#   Each rule's order in the file, action, reason and approvers. The decision (package veto)
-#   reads them for the rules in `status`: [rule, value] for each rule that governs this
-#   tool, where value is its condition's, true, false or "error" (and then
-#   data.veto.conditions.<policy>.<rule> says why). A partial set, not an object, because
-#   OPA indexes the bodies of partial sets by `input.tool`, so that rules for other tools
-#   cost nothing.
-rules := {
-	"no_kubectl_in_kube_system": {"index": 0, "action": "deny", "message": "kube-system is off limits for agents", "approvers": []},
-	"production_applies_need_review": {"index": 1, "action": "require_approval", "message": "Production changes need an on-call SRE's approval", "approvers": ["sre-oncall"]},
-	"no_privileged_containers": {"index": 2, "action": "deny", "message": "Privileged containers are not allowed", "approvers": []},
-	"scale_limit": {"index": 3, "action": "require_approval", "message": "Scaling beyond 20 replicas needs capacity review (rule scale_limit requires approval for this call)", "approvers": ["capacity-team", "sre-oncall"]},
-	"close_own_tickets": {"index": 4, "action": "allow", "message": "Agents may close tickets assigned to the requesting user", "approvers": []},
-}
+#   This policy's name, load order among the bundle's policies, and default. Each rule
+#   below adds [rule, value] to `status` when it governs this tool, where value is its
+#   condition's, true, false or "error" (and then data.veto.conditions.<policy>.<rule>
+#   says why); the decision (package veto) reads the rule's order, action, reason and
+#   approvers in data.veto.rules.<policy>.<rule>. `status` is a partial set, not an
+#   object, because OPA indexes the bodies of partial sets by `input.tool`, so that rules
+#   for other tools cost nothing.
+policy := {"name": "platform", "index": 0, "default": "allow", "source": "examples/platform.yaml", "sha256": "ccdcf42e8e0fba01ae381bc584faca2d219e56e7dd88e1dd4ae82d4483acf664"}
 
 # ----------------------------------------------------------------------------------------
 # Rule no_kubectl_in_kube_system (examples/platform.yaml:13:5)
 # Nothing the agent runs may touch kube-system
 # tool: kubectl_*
 # action: deny; applies when the condition is true or cannot be evaluated (fail closed)
+# reason: kube-system is off limits for agents
 # when:
 #   args.namespace == "kube-system" ||
 #   (has(args.manifest) && args.manifest.contains("namespace: kube-system"))
@@ -64,6 +56,8 @@ _no_kubectl_in_kube_system_H1 if {
 # Applying manifests to production needs an SRE's approval
 # tool: kubectl_apply, kubectl_delete
 # action: require_approval; applies when the condition is true or cannot be evaluated (fail closed)
+# reason: Production changes need an on-call SRE's approval
+# approvers: sre-oncall
 # environments: production
 
 status contains ["production_applies_need_review", _production_applies_need_review] if input.tool == "kubectl_apply"
@@ -81,6 +75,7 @@ _production_applies_need_review := false if {
 # Rule no_privileged_containers (examples/platform.yaml:30:5)
 # tool: kubectl_apply
 # action: deny; applies when the condition is true or cannot be evaluated (fail closed)
+# reason: Privileged containers are not allowed
 # when:
 #   args.manifest.matches("(?i)privileged:\\s*true")
 
@@ -100,6 +95,7 @@ _no_privileged_containers := false if {
 # Scaling beyond 20 replicas needs capacity review
 # tool: kubectl_scale
 # action: require_approval; applies when the condition is true or cannot be evaluated (fail closed)
+# approvers: capacity-team, sre-oncall
 # when:
 #   args.replicas > 20
 
@@ -118,6 +114,7 @@ _scale_limit := false if {
 # Rule close_own_tickets (examples/platform.yaml:43:5)
 # tool: close_ticket
 # action: allow; applies only when the condition is true
+# reason: Agents may close tickets assigned to the requesting user
 # when:
 #   args.assignee == context.user
 

@@ -8,31 +8,22 @@
 package veto.policies.policies
 
 # METADATA
-# description: This policy's name, load order among the bundle's policies, and default.
-policy := {"name": "policies", "index": 0, "default": "allow", "source": "examples/policies.yaml", "sha256": "c166a99fa68997cde5b6974cc9ebfe8d4f6883dfb219e4a4d01f8b813a16437d"}
-
-# METADATA
 # description: |
-#   Each rule's order in the file, action, reason and approvers. The decision (package veto)
-#   reads them for the rules in `status`: [rule, value] for each rule that governs this
-#   tool, where value is its condition's, true, false or "error" (and then
-#   data.veto.conditions.<policy>.<rule> says why). A partial set, not an object, because
-#   OPA indexes the bodies of partial sets by `input.tool`, so that rules for other tools
-#   cost nothing.
-rules := {
-	"block_production_database_deletes": {"index": 0, "action": "deny", "message": "Destructive SQL is not allowed on production databases", "approvers": []},
-	"scope_database_access": {"index": 1, "action": "require_approval", "message": "Database access outside analytics/sandbox needs approval", "approvers": ["platform-team"]},
-	"block_schema_changes": {"index": 2, "action": "deny", "message": "Schema changes must go through migrations, not the agent", "approvers": []},
-	"secret_rotation_high_value": {"index": 3, "action": "require_approval", "message": "High-value services need security approval to rotate (rule secret_rotation_high_value requires approval for this call)", "approvers": ["security-team"]},
-	"block_root_secret_paths": {"index": 4, "action": "deny", "message": "Root and master secrets are out of scope for agents", "approvers": []},
-	"read_only_for_viewer": {"index": 5, "action": "deny", "message": "Viewer role is read-only", "approvers": []},
-}
+#   This policy's name, load order among the bundle's policies, and default. Each rule
+#   below adds [rule, value] to `status` when it governs this tool, where value is its
+#   condition's, true, false or "error" (and then data.veto.conditions.<policy>.<rule>
+#   says why); the decision (package veto) reads the rule's order, action, reason and
+#   approvers in data.veto.rules.<policy>.<rule>. `status` is a partial set, not an
+#   object, because OPA indexes the bodies of partial sets by `input.tool`, so that rules
+#   for other tools cost nothing.
+policy := {"name": "policies", "index": 0, "default": "allow", "source": "examples/policies.yaml", "sha256": "c166a99fa68997cde5b6974cc9ebfe8d4f6883dfb219e4a4d01f8b813a16437d"}
 
 # ----------------------------------------------------------------------------------------
 # Rule block_production_database_deletes (examples/policies.yaml:2:5)
 # Refuse DROP, DELETE, TRUNCATE on production
 # tool: execute_sql
 # action: deny; applies when the condition is true or cannot be evaluated (fail closed)
+# reason: Destructive SQL is not allowed on production databases
 # when:
 #   context.environment == "production" &&
 #   (args.statement.upper().contains("DROP TABLE") ||
@@ -73,6 +64,8 @@ _block_production_database_deletes_V1 := upper(input.args.statement) if {
 # Limit which databases Mistral can touch
 # tool: execute_sql
 # action: require_approval; applies when the condition is true or cannot be evaluated (fail closed)
+# reason: Database access outside analytics/sandbox needs approval
+# approvers: platform-team
 # when:
 #   !(args.database in ['analytics', 'sandbox'])
 
@@ -91,6 +84,7 @@ _scope_database_access := false if {
 # Refuse ALTER and CREATE TABLE on production
 # tool: execute_sql
 # action: deny; applies when the condition is true or cannot be evaluated (fail closed)
+# reason: Schema changes must go through migrations, not the agent
 # when:
 #   context.environment == "production" &&
 #   (args.statement.upper().contains("ALTER TABLE") ||
@@ -125,6 +119,7 @@ _block_schema_changes_V1 := upper(input.args.statement) if {
 # High-value services need security approval to rotate
 # tool: rotate_secret
 # action: require_approval; applies when the condition is true or cannot be evaluated (fail closed)
+# approvers: security-team
 # when:
 #   args.service in ["stripe", "auth-service", "vault-root"]
 
@@ -143,6 +138,7 @@ _secret_rotation_high_value := false if {
 # Never let the agent touch root secrets
 # tool: rotate_secret
 # action: deny; applies when the condition is true or cannot be evaluated (fail closed)
+# reason: Root and master secrets are out of scope for agents
 # when:
 #   args.secret_path.startswith("/secrets/root") || args.secret_path.contains("master-key")
 
@@ -166,6 +162,7 @@ _block_root_secret_paths := false if {
 # Viewers can read but not run mutating SQL
 # tool: execute_sql
 # action: deny; applies when the condition is true or cannot be evaluated (fail closed)
+# reason: Viewer role is read-only
 # when:
 #   context.user_role == "viewer" &&
 #   !args.statement.upper().startswith("SELECT")

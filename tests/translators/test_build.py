@@ -104,6 +104,6 @@ def test_signed_bundle_verifies_and_tampering_is_caught() -> None:
 
     files = dict(signed.files)
     files["veto/policies/policies.rego"] = files["veto/policies/policies.rego"].replace(
-        b'"action": "deny"', b'"action": "allow"', 1)
+        b'"production"', b'"staging"', 1)
     with pytest.raises(SignatureError, match="veto/policies/policies.rego"):
         bundles.verify_bundle(bundles.Bundle(files), key=public, algorithm="RS256", key_id="veto")
