@@ -105,7 +105,9 @@ class _Parser:
         return tok
 
     def at(self, op: str) -> bool:
-        return self.tok.kind is Kind.OP and self.tok.text == op
+        # Only an operator token has an operator's text: names, numbers and quoted strings
+        # cannot contain those characters (a string's text keeps its quotes).
+        return self.tokens[self.pos].text == op
 
     def at_keyword(self, word: str) -> bool:
         return self.tok.kind is Kind.IDENT and self.tok.text == word
@@ -157,7 +159,9 @@ class _Parser:
         if self.tok.kind is not Kind.EOF:
             raise self.error(f"expected an operator or end of expression, found "
                              f"{self.tok.describe()}")
-        deep = _too_deep(node)
+        # Each node takes at least one token of its own, so a tree is never deeper than the
+        # expression has tokens: only long expressions need the walk.
+        deep = _too_deep(node) if len(self.tokens) > MAX_DEPTH else None
         if deep is not None:
             raise ParseError(ExpressionProblem(
                 deep.start, LIMIT, f"expression nests too deeply (more than {MAX_DEPTH} levels)"
