@@ -14,8 +14,10 @@ semantics the generated Rego is tested against; ``regotest`` runs Rego unit test
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from veto_opa.translators.compiler import Compiled, compile_policies, library_modules
 from veto_opa.translators.loader import load_policies, load_policy
@@ -30,4 +32,24 @@ def build(paths: Sequence[str | Path]) -> Compiled:
     Raises:
         veto_opa.errors.PolicyError: every problem of every file, as ``file:line:col: message``.
     """
-    return compile_policies(load_policies(paths))
+    with _collector_paused():
+        return compile_policies(load_policies(paths))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector, if it runs, for the duration.
+
+    A build makes hundreds of thousands of small objects (nodes, types, explainer data), most
+    of which live until it returns, and no reference cycles: the collector would walk them
+    again and again as the heap grows, for nothing (a sixth of the time of 1,000 rules).
+    Reference counting still frees everything. Whoever found it running turns it back on.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import shutil
 import tarfile
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.translators.randcorpus import random_input
 from tests.translators.test_seed_policy import CASES
-from veto_opa.errors import SignatureError
+from veto_opa.errors import PolicyError, SignatureError
 from veto_opa.translators import build, bundle as bundles
 from veto_opa.translators.regotest import run_tests
 
@@ -107,3 +108,19 @@ def test_signed_bundle_verifies_and_tampering_is_caught() -> None:
         b'"production"', b'"staging"', 1)
     with pytest.raises(SignatureError, match="veto/policies/policies.rego"):
         bundles.verify_bundle(bundles.Bundle(files), key=public, algorithm="RS256", key_id="veto")
+
+
+def test_build_pauses_the_cyclic_collector_and_restores_it(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - name: r\n    action: deny\n    when: 'args.x =='\n")
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            gc.enable() if enabled else gc.disable()
+            build(POLICIES)
+            assert gc.isenabled() is enabled
+            with pytest.raises(PolicyError):
+                build([bad])
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
