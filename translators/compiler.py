@@ -6,7 +6,7 @@ revision, and adds the hand-written library of ``rego/veto``. The templates in
 ``templates/`` hold the structure only; conditions come from :mod:`generator`. What the
 decision only reads is data, which OPA does not compile: each rule's order, action, reason
 and approvers (``veto/rules/<name>``) and each condition's form for error details
-(``veto/conditions/<name>``).
+(``veto/conditions/<name>``, JSON text).
 """
 
 from __future__ import annotations
@@ -151,10 +151,14 @@ def rules_data(policy: Policy) -> dict[str, Any]:
                         "approvers": sorted(set(rule.approvers))} for rule in policy.rules}
 
 
-def conditions_data(policy: Policy) -> dict[str, Any]:
-    """Each rule's condition as data, read by ``veto.lib.explain`` for error details."""
-    return {rule.name: explainer.spec(rule.when.node) for rule in policy.rules
-            if rule.when is not None}
+def conditions_data(policy: Policy) -> dict[str, str]:
+    """Each rule's condition as data, read by ``veto.lib.explain`` for error details, in JSON
+    text: OPA loads a string as one value, where the decoded form of a condition is about forty
+    (converted, stored and scanned by Go's collector while the policies compile), and only a
+    rule in error is ever explained."""
+    return {rule.name: json.dumps(explainer.spec(rule.when.node), ensure_ascii=False,
+                                  separators=(",", ":"))
+            for rule in policy.rules if rule.when is not None}
 
 
 def policy_module(policy: Policy) -> str:

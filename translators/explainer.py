@@ -4,9 +4,9 @@ The fast path (:mod:`generator`) only knows that a condition is neither true nor
 say *why*, ``rego/veto/lib/explain.rego`` evaluates the condition again with errors carried as
 values (``{"v": value}`` or ``{"e": detail}``), building exactly the detail texts of the
 reference evaluator. It does so from a description of the condition in the bundle's data
-(``data.veto.conditions.<policy>.<rule>``), not from generated code: data costs OPA nothing
-to compile, so a thousand rules load as fast as their fast path alone allows, and the
-interpreter is hand-written once.
+(``data.veto.conditions.<policy>.<rule>``, as JSON text), not from generated code: OPA does
+not compile data, and loads a string per condition quickly, so a thousand rules load about
+as fast as their fast path alone allows, and the interpreter is hand-written once.
 
 Rego has no recursion, so the interpreter evaluates bottom-up, one *level* at a time: a
 node's level is above its children's, and a node inside a macro body is above that macro's

@@ -4,8 +4,10 @@
 #
 #   Generated code decides conditions quickly as "definitely true" and "definitely false"
 #   rule bodies; when neither holds, the decision asks `detail(spec)` why. `spec` is the
-#   condition as data (data.veto.conditions.<policy>.<rule>, written by the compiler; see
-#   translators/explainer.py): a list of nodes and the levels to evaluate them in. Every
+#   condition as data (see translators/explainer.py): a list of nodes and the levels to
+#   evaluate them in, or that data as JSON text, which is how the compiler writes it to
+#   data.veto.conditions.<policy>.<rule> (OPA loads one string per condition much faster
+#   than the forty-odd values of its decoded form, and only a rule in error needs it). Every
 #   value is a result object: {"v": value} when it could be computed, {"e": detail} when
 #   not. The functions below are total and follow the reference evaluator
 #   (translators/evaluator.py) exactly, detail texts included: errors propagate from the
@@ -24,7 +26,11 @@ detail(spec) := r.e if {
 
 # METADATA
 # description: The three-valued result of a condition, from its data form.
-result(spec) := as_boolean(_final(spec)[[spec.root, []]], spec.text)
+result(spec) := _result(json.unmarshal(spec)) if {
+	is_string(spec)
+} else := _result(spec)
+
+_result(spec) := as_boolean(_final(spec)[[spec.root, []]], spec.text)
 
 # One level of evaluation: the results of every node of level i, in every environment of
 # the node, added to the results of the levels below.
