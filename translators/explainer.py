@@ -60,7 +60,7 @@ def _level(node: ex.Node, env: int) -> int:
     if isinstance(node, (ex.And, ex.Or)):
         operands = _chain(node, type(node))
     else:
-        operands = list(node.children())
+        operands = node.children()
     return max([_level(o, env) + 1 for o in operands] + [base])
 
 
