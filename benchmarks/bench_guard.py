@@ -51,22 +51,36 @@ class _Drop(SpanExporter):
         pass
 
 
-def latency(fn: Callable[[], object], seconds: float) -> tuple[float, float, float]:
+def latency(fns: dict[str, Callable[[], object]], seconds: float,
+            chunk: int = 100) -> dict[str, tuple[float, float, float]]:
     """p50 and p99 wall time of one call, and the process CPU time per call (every thread:
-    OPA's Go runtime collects garbage on threads of its own), all in µs."""
-    for _ in range(200):
-        fn()
-    samples = []
-    cpu = time.process_time_ns()
+    OPA's Go runtime collects garbage on threads of its own), all in µs, for each function.
+
+    The functions take turns in chunks of ``chunk`` calls for ``seconds`` in all, so that a
+    noisy moment on this shared machine falls on all of them alike; each one's percentiles
+    are over all of its calls.
+    """
+    for fn in fns.values():
+        for _ in range(200):
+            fn()
+    samples: dict[str, list[int]] = {name: [] for name in fns}
+    cpu = dict.fromkeys(fns, 0)
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        t = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - t)
-    cpu = time.process_time_ns() - cpu
-    samples.sort()
-    return (statistics.median(samples) / 1e3, samples[int(len(samples) * 0.99)] / 1e3,
-            cpu / len(samples) / 1e3)
+        for name, fn in fns.items():
+            out = samples[name]
+            started = time.process_time_ns()
+            for _ in range(chunk):
+                t = time.perf_counter_ns()
+                fn()
+                out.append(time.perf_counter_ns() - t)
+            cpu[name] += time.process_time_ns() - started
+    result = {}
+    for name, xs in samples.items():
+        xs.sort()
+        result[name] = (statistics.median(xs) / 1e3, xs[int(len(xs) * 0.99)] / 1e3,
+                        cpu[name] / len(xs) / 1e3)
+    return result
 
 
 def throughput(fn: Callable[[], object], threads: int, seconds: float) -> float:
@@ -119,18 +133,13 @@ def main() -> int:
         assert guard_full().decision == "allow"
         rows = []
         # Interleave the measurements so that a noisy moment hurts all of them alike.
-        results: dict[str, list[tuple[float, float, float]]] = {"raw": [], "plain": [],
-                                                                 "full": []}
-        for _ in range(5):
+        best = latency({"raw": raw, "plain": guard_plain, "full": guard_full}, s)
+        # Throughput in turns of half a second each, for the same reason.
+        turns = max(1, round(s / 0.5))
+        tp = dict.fromkeys(("raw", "plain", "full"), 0.0)
+        for _ in range(turns):
             for name, fn in (("raw", raw), ("plain", guard_plain), ("full", guard_full)):
-                results[name].append(latency(fn, s / 5))
-        # Per measure, the round with the lowest p50 (the least disturbed by the neighbours).
-        best = {k: min(v) for k, v in results.items()}
-        tp = {
-            "raw": throughput(raw, 4, s),
-            "plain": throughput(guard_plain, 4, s),
-            "full": throughput(guard_full, 4, s),
-        }
+                tp[name] += throughput(fn, 4, s / turns) / turns
         count = full.records.count()
         ok = full.records.verify().ok
         plain.close()
