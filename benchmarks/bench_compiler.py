@@ -8,10 +8,14 @@ at every size; the added rules govern other tools (spread over 100 tool names), 
 realistic conditions, so the table shows what rule indexing on ``input.tool`` saves.
 
     ./dev bench                        # all benchmarks
-    .venv/bin/python benchmarks/bench_compiler.py [--calls N]
+    .venv/bin/python benchmarks/bench_compiler.py [--calls N] [--repeat N]
 
 Targets: 1,000 rules translated and loaded in under 2 s; p50 at 1,000 rules at most
-1.3 × p50 at 10 rules. Compare ratios from one run; the machines are shared and noisy.
+1.3 × p50 at 10 rules. The machines are shared and noisy (the same work takes from 1 × to
+1.8 × as long from one minute to the next), so translate and load are the best of
+``--repeat`` runs, each from the YAML file into a fresh engine, as ``timeit`` reports the
+best of its repeats; and the latencies of all sizes are sampled in interleaved rounds, so
+that a slow minute slows every size alike and the p50 ratio compares like with like.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ CONDITIONS = [
     'args.items.exists(i, i.price * i.quantity > 500) && context.user_role == "agent"',
 ]
 
+SIZES = (10, 100, 1000)
+ROUNDS = 20   # interleaved latency rounds; each takes calls // ROUNDS samples per size
+
 
 def policy(size: int, r: random.Random) -> dict:
     rules = [dict(rule) for rule in QUERIED_RULES]
@@ -77,38 +84,71 @@ CALL = {"tool": "execute_sql",
         "model": "mistral-large-latest", "call_id": None}
 
 
-def measure(size: int, calls: int, tmp: Path) -> dict:
-    path = tmp / f"bench_{size}.yaml"
-    path.write_text(yaml.safe_dump(policy(size, random.Random(size))), encoding="utf-8")
+def translate_and_load(path: Path) -> tuple[float, float, opa_bindings.OpaEngine]:
+    """Seconds to translate the file into a bundle and to load it (OPA compiles on the
+    first query), and the loaded engine."""
     t0 = time.perf_counter()
     bundle = build([path]).bundle()
     t1 = time.perf_counter()
     engine = opa_bindings.OpaEngine()
     load_into_engine(bundle, engine)
-    decision = engine.eval_document("veto.decision", CALL)   # OPA compiles on first query
+    decision = engine.eval_document("veto.decision", CALL)
     t2 = time.perf_counter()
     assert decision["decision"] == "allow", decision
-    for _ in range(200):
-        engine.eval_document("veto.decision", CALL)
-    samples = []
-    for _ in range(calls):
-        s = time.perf_counter()
-        engine.eval_document("veto.decision", CALL)
-        samples.append(time.perf_counter() - s)
-    engine.close()
-    samples.sort()
-    return {"rules": size, "translate": t1 - t0, "load": t2 - t1,
-            "p50": statistics.median(samples) * 1e6,
-            "p99": samples[int(len(samples) * 0.99) - 1] * 1e6}
+    return t1 - t0, t2 - t1, engine
+
+
+def measure(size: int, repeat: int, tmp: Path) -> tuple[dict, opa_bindings.OpaEngine]:
+    """The best of ``repeat`` translate+load runs, and an engine loaded with the bundle."""
+    path = tmp / f"bench_{size}.yaml"
+    path.write_text(yaml.safe_dump(policy(size, random.Random(size))), encoding="utf-8")
+    runs = []
+    for _ in range(repeat):
+        translate, load, engine = translate_and_load(path)
+        runs.append((translate + load, translate, load))
+        engine.close()
+    _, translate, load = min(runs)
+    return {"rules": size, "translate": translate, "load": load}, translate_and_load(path)[2]
+
+
+def latencies(engines: dict[int, opa_bindings.OpaEngine], calls: int) -> dict[int, list[float]]:
+    """Seconds per evaluation of the call, per size, sampled in interleaved rounds."""
+    for engine in engines.values():
+        for _ in range(200):
+            engine.eval_document("veto.decision", CALL)
+    samples: dict[int, list[float]] = {size: [] for size in engines}
+    for _ in range(ROUNDS):
+        for size, engine in engines.items():
+            for _ in range(max(1, calls // ROUNDS)):
+                s = time.perf_counter()
+                engine.eval_document("veto.decision", CALL)
+                samples[size].append(time.perf_counter() - s)
+    return samples
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--calls", type=int, default=5000, help="evaluations per size")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="translate+load runs per size; the best is reported")
     args = parser.parse_args()
+    rows, engines = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(size, args.calls, Path(tmp)) for size in (10, 100, 1000)]
+        for size in SIZES:
+            row, engines[size] = measure(size, max(1, args.repeat), Path(tmp))
+            rows.append(row)
+    try:
+        samples = latencies(engines, args.calls)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    for row in rows:
+        ordered = sorted(samples[row["rules"]])
+        row["p50"] = statistics.median(ordered) * 1e6
+        row["p99"] = ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1e6
     base = rows[0]["p50"]
+    print(f"translate and load: best of {max(1, args.repeat)} runs; latency: {args.calls} calls "
+          f"per size in {ROUNDS} interleaved rounds\n")
     print("rules | translate ms | load ms | translate+load ms | p50 µs | p99 µs | p50 / p50@10")
     print("----: | -----------: | ------: | ----------------: | -----: | -----: | -----------:")
     for row in rows:
