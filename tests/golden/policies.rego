@@ -36,28 +36,27 @@ status contains ["block_production_database_deletes", _block_production_database
 _block_production_database_deletes := false if {
 	input.context.environment != "production"
 } else := false if {
-	_ = _block_production_database_deletes_V1
-	not contains(_block_production_database_deletes_V1, "DROP TABLE")
-	not contains(_block_production_database_deletes_V1, "TRUNCATE")
-	not startswith(_block_production_database_deletes_V1, "DELETE")
-} else := true if {
-	input.context.environment == "production"
-	_ = _block_production_database_deletes_V1
-	contains(_block_production_database_deletes_V1, "DROP TABLE")
-} else := true if {
-	input.context.environment == "production"
-	_ = _block_production_database_deletes_V1
-	contains(_block_production_database_deletes_V1, "TRUNCATE")
-} else := true if {
-	input.context.environment == "production"
-	_ = _block_production_database_deletes_V1
-	startswith(_block_production_database_deletes_V1, "DELETE")
-} else := "error"
-
-# args.statement.upper()
-_block_production_database_deletes_V1 := upper(input.args.statement) if {
 	is_string(input.args.statement)
-}
+	s1 := upper(input.args.statement)
+	not contains(s1, "DROP TABLE")
+	not contains(s1, "TRUNCATE")
+	not startswith(s1, "DELETE")
+} else := true if {
+	input.context.environment == "production"
+	is_string(input.args.statement)
+	s1 := upper(input.args.statement)
+	contains(s1, "DROP TABLE")
+} else := true if {
+	input.context.environment == "production"
+	is_string(input.args.statement)
+	s1 := upper(input.args.statement)
+	contains(s1, "TRUNCATE")
+} else := true if {
+	input.context.environment == "production"
+	is_string(input.args.statement)
+	s1 := upper(input.args.statement)
+	startswith(s1, "DELETE")
+} else := "error"
 
 # ----------------------------------------------------------------------------------------
 # Rule scope_database_access (examples/policies.yaml:13:5)
@@ -96,23 +95,21 @@ status contains ["block_schema_changes", _block_schema_changes] if input.tool ==
 _block_schema_changes := false if {
 	input.context.environment != "production"
 } else := false if {
-	_ = _block_schema_changes_V1
-	not contains(_block_schema_changes_V1, "ALTER TABLE")
-	not contains(_block_schema_changes_V1, "CREATE TABLE")
-} else := true if {
-	input.context.environment == "production"
-	_ = _block_schema_changes_V1
-	contains(_block_schema_changes_V1, "ALTER TABLE")
-} else := true if {
-	input.context.environment == "production"
-	_ = _block_schema_changes_V1
-	contains(_block_schema_changes_V1, "CREATE TABLE")
-} else := "error"
-
-# args.statement.upper()
-_block_schema_changes_V1 := upper(input.args.statement) if {
 	is_string(input.args.statement)
-}
+	s1 := upper(input.args.statement)
+	not contains(s1, "ALTER TABLE")
+	not contains(s1, "CREATE TABLE")
+} else := true if {
+	input.context.environment == "production"
+	is_string(input.args.statement)
+	s1 := upper(input.args.statement)
+	contains(s1, "ALTER TABLE")
+} else := true if {
+	input.context.environment == "production"
+	is_string(input.args.statement)
+	s1 := upper(input.args.statement)
+	contains(s1, "CREATE TABLE")
+} else := "error"
 
 # ----------------------------------------------------------------------------------------
 # Rule secret_rotation_high_value (examples/policies.yaml:31:5)
