@@ -5,7 +5,8 @@ GenAI semantic-convention keys where they fit (``gen_ai.tool.name``, ``gen_ai.to
 decision, not a failure: the span status stays unset. Only a failure to decide (engine down,
 timeout, malformed answer, unusable arguments) sets status ERROR and ``error.type``. Argument
 values stay off spans unless capture is turned on (``VETO_CAPTURE_ARGUMENTS``), as GenAI
-content capture is opt-in.
+content capture is opt-in. ``veto.matched_rules`` and ``veto.error_rules`` are set only when
+some rule matched or was in error.
 """
 
 from __future__ import annotations
@@ -83,9 +84,13 @@ def finish(span: Span, decision: dict[str, Any], *, engine: str, approval_id: st
         DECISION: decision["decision"],
         REASON: decision["reason"],
         ENGINE: engine,
-        MATCHED_RULES: [m["rule"] for m in decision.get("matched", ())],
-        ERROR_RULES: [e["rule"] for e in decision.get("errors", ())],
     }
+    # The lists only when they are not empty (most calls): every attribute costs the SDK a
+    # validation, and an absent list reads as an empty one.
+    if matched := decision.get("matched"):
+        attributes[MATCHED_RULES] = [m["rule"] for m in matched]
+    if errors := decision.get("errors"):
+        attributes[ERROR_RULES] = [e["rule"] for e in errors]
     optional = {RULE: decision.get("rule"), POLICY_NAME: decision.get("policy_name"),
                 POLICY_REVISION: decision.get("policy_revision"), APPROVAL_ID: approval_id,
                 CAUSE: cause, OPA_DECISION_ID: opa_decision_id}

@@ -37,7 +37,6 @@ def test_one_span_per_guard_with_exact_attributes(spans_out, tmp_path: Path) -> 
         "veto.policy.revision": d.policy_revision,
         "veto.engine": "embedded",
         "veto.matched_rules": ("block_production_database_deletes",),
-        "veto.error_rules": (),
     }
 
 
@@ -122,3 +121,20 @@ def test_traceparent_header_names_the_guard_span(spans_out, tmp_path: Path, seed
     assert (version, trace_id, parent_id) == ("00", d.trace_id, d.span_id)
     assert int(flags, 16) & 1, "sampled"
     assert span.attributes["veto.engine"] == "rest"
+
+
+def test_rules_in_error_and_matched_rules_are_listed_on_the_span(spans_out,
+                                                                 tmp_path: Path) -> None:
+    provider, exporter = spans_out
+    with Veto([SEED], home=tmp_path, tracer_provider=provider, reload_interval=0) as v:
+        allowed = v.guard("execute_sql", {"statement": "SELECT 1", "database": "analytics"},
+                          PROD)
+        d = v.guard("execute_sql", {"statement": "DELETE FROM orders", "database": "analytics"},
+                    {})   # no environment, no role: two rules cannot be evaluated
+    quiet, failing = exporter.get_finished_spans()
+    assert allowed.decision == "allow"
+    assert "veto.matched_rules" not in quiet.attributes   # nothing matched, nothing in error
+    assert "veto.error_rules" not in quiet.attributes
+    assert d.decision == "deny" and d.errors
+    assert failing.attributes["veto.error_rules"] == tuple(e["rule"] for e in d.errors)
+    assert failing.attributes["veto.matched_rules"] == tuple(m["rule"] for m in d.matched)

@@ -568,7 +568,10 @@ class SQLiteRecordStore:
                     continue
                 rows.append((sequence, *[document.get(c) for c in _MIRRORED], text))
                 written.append(item)
-            conn.executemany(_INSERT, rows)
+            if len(rows) == 1:   # a lone caller's batch (cheaper than executemany)
+                conn.execute(_INSERT, rows[0])
+            else:
+                conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error above all; anything else must not escape either
             if isinstance(exc, sqlite3.IntegrityError) and not checked:
