@@ -201,8 +201,11 @@ def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
         ctx["status"] = "true"
         return ctx
     compiler = ConditionCompiler(prefix, rule.when)
-    truth = compiler.truth_alternatives(rule.when.node, Scope())
-    falsity = compiler.falsity_alternatives(rule.when.node, Scope())
+    # An alternative that is just `false` never succeeds: it is left out (the chain needs
+    # one body that makes the condition false to start with, even if only that).
+    truth = [b for b in compiler.truth_alternatives(rule.when.node, Scope()) if b != ["false"]]
+    falsity = [b for b in compiler.falsity_alternatives(rule.when.node, Scope())
+               if b != ["false"]] or [["false"]]
     # One else chain: each alternative that makes the condition false, then each that makes
     # it true, then "error". True and false exclude each other, so the order is free; false
     # first, because most conditions are false for most calls and the chain stops early.

@@ -509,7 +509,12 @@ def _uses(node: ex.Node, name: str) -> bool:
 
 
 def _dedupe(stmts: Stmts) -> Stmts:
-    """Drop repeated statements (the same guard from two operands); they are pure."""
+    """Drop repeated statements (the same guard from two operands); they are pure. A body
+    with a ``false`` statement never succeeds and is just that: what would follow need not
+    even type-check (``x1 := input.args.n * null`` for an operand that is always an error,
+    such as ``10 % 0``, which OPA's type checker rejects)."""
+    if "false" in stmts:
+        return ["false"]
     seen: set[str] = set()
     out = []
     for stmt in stmts:
