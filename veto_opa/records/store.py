@@ -190,21 +190,6 @@ class RecordStore(Protocol):
 
     def append(self, record_fields: Mapping[str, Any]) -> DecisionRecord: ...
 
-    def append_document(self, document: dict[str, Any]) -> dict[str, Any]:
-        """Record one decision document as it is, without validating it; returns once committed.
-
-        ``guard()``'s path: the document comes from :func:`decision_document`, whose
-        caller built every field. The store fills in ``sequence``, ``prev_hash`` and
-        ``record_hash`` (in ``document`` itself, which is returned); a value that is not JSON
-        fails here as a :class:`RecordError`, and a decision id already recorded is refused.
-        """
-        if document.get("kind") != "decision":
-            raise RecordError("append_document takes decision documents (kind 'decision')")
-        supplied = [name for name in CHAIN_FIELDS if name in document]
-        if supplied:
-            raise RecordError(f"{', '.join(supplied)} are assigned by the store, not the caller")
-        return self._submit(_Pending(document, None))  # type: ignore[return-value]
-
     def append_outcome(
         self, decision_id: str, status: str, error: str | None = None
     ) -> OutcomeRecord: ...
