@@ -234,7 +234,7 @@ class Veto:
                 raise InvalidToolCall(f"context must be an object, found {type(ctx).__name__}")
             ctx = dict(ctx)
             try:
-                json.dumps(ctx, allow_nan=False)
+                json.dumps(ctx, allow_nan=False, sort_keys=True)   # as the record will
             except (TypeError, ValueError) as e:
                 raise InvalidToolCall(f"context is not JSON: {e}") from None
             headers = (spans.trace_headers(span) if span is not None and
@@ -316,7 +316,9 @@ class Veto:
         elif isinstance(arguments, Mapping):
             value = dict(arguments)
             try:
-                size = len(json.dumps(value, ensure_ascii=False, allow_nan=False))
+                # Sorted as the record's canonical JSON will be (keys of mixed types fail).
+                size = len(json.dumps(value, ensure_ascii=False, allow_nan=False,
+                                      sort_keys=True))
             except (TypeError, ValueError) as e:
                 raise InvalidToolCall(f"arguments are not JSON: {e}") from None
             if size > limit:

@@ -146,6 +146,7 @@ def any_veto(request, tmp_path: Path, seed_bundle):
     ({"when": object()}, "not JSON"),
     ({"x": float("nan")}, "not JSON"),
     ('{"x": NaN}', "NaN is not JSON"),
+    ({1: "a", "b": 2}, "not JSON"),
     ('{"x": -Infinity}', "-Infinity is not JSON"),
 ])
 def test_arguments_that_are_not_an_object(any_veto: Veto, arguments, phrase: str) -> None:
@@ -172,6 +173,7 @@ def test_context_that_is_not_an_object(any_veto: Veto) -> None:
      {"environment": "production", "at": "datetime.date(2026, 11, 25)"}),
     ({"environment": "production", "ratio": float("inf")},
      {"environment": "production", "ratio": "Infinity"}),
+    ({"environment": "production", 7: "seven"}, {"environment": "production", "7": "seven"}),
 ])
 def test_context_that_is_not_json(any_veto: Veto, context, recorded) -> None:
     d = any_veto.guard("execute_sql", SELECT, context)
