@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from veto_opa.errors import RecordError
 from veto_opa.records import (
@@ -145,6 +147,51 @@ def test_reopening_continues_the_chain(home: Path, make_fields: FieldsFactory) -
         assert record.prev_hash == last.record_hash
         assert store.verify().ok
 
+
+
+def test_stores_sharing_a_file_extend_one_chain(home: Path, make_fields: FieldsFactory) -> None:
+    # Each store remembers the head it left and inserts after it without reading it; when the
+    # other one has appended meanwhile that insert must fail and be redone from the real head.
+    with SQLiteRecordStore(store_path(home)) as a, SQLiteRecordStore(store_path(home)) as b:
+        written = [a.append(make_fields()), a.append(make_fields()), b.append(make_fields()),
+                   a.append(make_fields()), a.append(make_fields()), b.append(make_fields()),
+                   b.append(make_fields()), a.append(make_fields())]
+
+        assert [r.sequence for r in written] == list(range(1, 9))
+        for before, after in zip(written, written[1:]):
+            assert after.prev_hash == before.record_hash
+        assert [stored_json(a, r.sequence) for r in written] == [r.document() for r in written]
+        assert a.verify().ok and b.verify().ok
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 3)), min_size=1, max_size=12))
+def test_any_interleaving_of_writers_keeps_one_chain(
+    tmp_path: Path, make_fields: FieldsFactory, order: list[tuple[int, int]]
+) -> None:
+    """Three stores on one file take turns, each writing a lone record or a batch (several
+    threads at once); whatever the order, the sequences are 1..n and the chain verifies."""
+    path = tmp_path / uuid.uuid4().hex / "records.sqlite3"
+    stores = [SQLiteRecordStore(path) for _ in range(3)]
+    try:
+        total = 0
+        for which, count in order:
+            threads = [threading.Thread(target=stores[which].append, args=(make_fields(),))
+                       for _ in range(count)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            total += count
+        with sqlite3.connect(path) as conn:
+            sequences = [row[0] for row in conn.execute("SELECT sequence FROM records")]
+        assert sorted(sequences) == list(range(1, total + 1))
+        result = stores[0].verify()
+        assert result.ok and result.count == total
+    finally:
+        for store in stores:
+            store.close()
 
 # -- query -----------------------------------------------------------------------------------
 
