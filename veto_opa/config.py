@@ -26,6 +26,9 @@ variable                        meaning (default)
 ``VETO_MAX_ARGUMENT_BYTES``     arguments larger than this, as JSON, are denied
                                 (``1048576``)
 ``VETO_POOL_SIZE``              embedded engines evaluating in parallel (CPU count)
+``VETO_GO_HEAP_RESERVE``        MiB kept alive in the embedded engine's Go heap so that its
+                                garbage collector runs less often (``16``; ``0`` for
+                                none; ignored when ``GOGC`` or ``GOMEMLIMIT`` is set)
 ``VETO_RELOAD_INTERVAL``        seconds between checks of the policy files for changes;
                                 ``0`` turns automatic reloading off (``2``)
 ``VETO_SPANS``                  ``false`` to emit no spans (``true``)
@@ -72,6 +75,7 @@ class VetoSettings(BaseSettings):
     redact: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_argument_bytes: int = Field(default=1024 * 1024, gt=0)
     pool_size: int | None = Field(default=None, gt=0)
+    go_heap_reserve: int = Field(default=16, ge=0, le=4096)
     reload_interval: float = Field(default=2.0, ge=0)
     spans: bool = True
     capture_arguments: bool = False

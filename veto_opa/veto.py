@@ -128,7 +128,9 @@ class Veto:
                               verify=verify, cert=str(s.opa_client_cert)
                               if s.opa_client_cert else None)
         from veto_opa.engines import EmbeddedEngine
+        from veto_opa.engines.embedded import reserve_go_heap
 
+        reserve_go_heap(s.go_heap_reserve)
         return EmbeddedEngine(self._load_bundle(), pool_size=s.pool_size)
 
     def _load_bundle(self) -> Any:
