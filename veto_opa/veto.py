@@ -25,7 +25,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
@@ -36,7 +35,7 @@ from veto_opa.errors import (
     ApprovalRequired, Denied, EngineError, InvalidToolCall, PolicyError, RecordError,
     VetoError,
 )
-from veto_opa.records.model import loads_json
+from veto_opa.records.model import loads_json, new_decision_id
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -220,7 +219,7 @@ class Veto:
             raises for an unusable call or a failing engine: those are denies naming the cause.
         """
         started = time.perf_counter_ns()
-        decision_id = str(uuid.uuid4())
+        decision_id = new_decision_id()
         span = (spans.start(self._tracer, str(tool), call_id, model, decision_id)
                 if self._tracer is not None else None)
         failure: BaseException | None = None

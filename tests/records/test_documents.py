@@ -18,9 +18,12 @@ from veto_opa.records import (
     DecisionRecord,
     SQLiteRecordStore,
     decision_document,
+    new_decision_id,
     now_timestamp,
 )
 from veto_opa.records.model import CHAIN_FIELDS, GENESIS_HASH, format_timestamp
+
+from .conftest import decision_fields
 
 json_scalars = (st.none() | st.booleans() | st.integers() | st.text(max_size=10)
                 | st.floats(allow_nan=False, allow_infinity=False))
@@ -163,3 +166,33 @@ def test_a_decision_id_recorded_twice_is_refused(store: SQLiteRecordStore) -> No
     with pytest.raises(RecordError, match="already recorded"):
         store.append_document(dict(document))
     assert store.count() == 1 and store.verify().ok
+
+
+# -- decision ids ----------------------------------------------------------------------------
+
+
+def test_decision_ids_are_version_7_uuids_that_begin_with_the_time() -> None:
+    before = datetime.now(UTC).timestamp() * 1000
+    ids = [new_decision_id() for _ in range(2000)]
+    after = datetime.now(UTC).timestamp() * 1000
+
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text                     # lowercase, hyphenated
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before - 1 <= parsed.int >> 80 <= after + 1   # Unix time in ms
+    DecisionRecord.model_validate(decision_fields(  # the record's own check accepts them
+        decision_id=ids[0], timestamp=now_timestamp(), sequence=1, prev_hash=GENESIS_HASH,
+        record_hash=GENESIS_HASH))
+    # Ids from different milliseconds sort in time order.
+    stamps = [uuid.UUID(text).int >> 80 for text in ids]
+    assert all(ids[i] < ids[j] for i in range(0, len(ids), 97) for j in range(len(ids))
+               if stamps[i] < stamps[j])
+
+
+def test_the_store_fills_in_a_version_7_id(tmp_path: Path) -> None:
+    with SQLiteRecordStore(tmp_path / "records.sqlite3") as store:
+        record = store.append(decision_fields())
+
+    assert uuid.UUID(record.decision_id).version == 7

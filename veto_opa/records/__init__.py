@@ -25,6 +25,7 @@ from veto_opa.records.model import (
     arguments_digest,
     canonical_json,
     decision_document,
+    new_decision_id,
     now_timestamp,
     sha256_digest,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "decision_document",
     "default_home",
     "load_or_create_key",
+    "new_decision_id",
     "now_timestamp",
     "parse_redact_path",
     "prepare_arguments",

@@ -70,6 +70,7 @@ from veto_opa.records.model import (
     DecisionRecord,
     OutcomeRecord,
     VerifyResult,
+    new_decision_id,
     now_timestamp,
     parse_timestamp,
     seal,
@@ -391,7 +392,7 @@ class SQLiteRecordStore:
         if supplied:
             raise RecordError(f"{', '.join(supplied)} are assigned by the store, not the caller")
         if fields.get("decision_id") is None:
-            fields["decision_id"] = str(uuid.uuid4())
+            fields["decision_id"] = new_decision_id()
         if fields.get("timestamp") is None:
             fields["timestamp"] = now_timestamp()
         return self._submit(self._pending(DecisionRecord, fields))  # type: ignore[return-value]
