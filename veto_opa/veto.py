@@ -35,7 +35,7 @@ from veto_opa.errors import (
     ApprovalRequired, Denied, EngineError, InvalidToolCall, PolicyError, RecordError,
     VetoError,
 )
-from veto_opa.records.model import loads_json, new_decision_id
+from veto_opa.records.model import canonical_json, loads_json, new_decision_id
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -226,9 +226,10 @@ class Veto:
         cause: str | None = None
         opa_decision_id = None
         args: Any = None
+        args_text: str | None = None
         ctx: Any = context if context is not None else {}
         try:
-            args = self._arguments(arguments)
+            args, args_text = self._arguments(arguments)
             if not isinstance(tool, str) or not tool:
                 raise InvalidToolCall(f"the tool name must be a non-empty string, found {tool!r}")
             if not isinstance(ctx, Mapping):
@@ -258,7 +259,7 @@ class Veto:
         latency_us = (time.perf_counter_ns() - started) // 1000
         if self.records is not None:
             try:
-                self._record(decision_id, tool, arguments, args, ctx, model,
+                self._record(decision_id, tool, arguments, args, args_text, ctx, model,
                              call_id, d, approval_id, cause, latency_us, trace_id, span_id,
                              opa_decision_id)
             except Exception as e:  # noqa: BLE001 - an unrecorded call must not run
@@ -297,10 +298,16 @@ class Veto:
 
     # -- pieces of guard() ---------------------------------------------------------------------
 
-    def _arguments(self, arguments: Any) -> dict[str, Any]:
+    def _arguments(self, arguments: Any) -> tuple[dict[str, Any], str | None]:
+        """The arguments as an object and, when it had to be made to check them (an object
+        was passed, not text), its canonical JSON text: the record's digest is taken over it.
+
+        Raises:
+            InvalidToolCall: not an object, not JSON, or over the size limit.
+        """
         limit = self.settings.max_argument_bytes
         if arguments is None or arguments == "":
-            return {}
+            return {}, "{}"
         if isinstance(arguments, (bytes, bytearray)):
             try:
                 arguments = arguments.decode("utf-8")
@@ -316,21 +323,25 @@ class Veto:
                 raise InvalidToolCall(f"arguments are not valid JSON text: {e}") from None
         elif isinstance(arguments, Mapping):
             value = dict(arguments)
-            try:
-                # Sorted as the record's canonical JSON will be (keys of mixed types fail).
-                size = len(json.dumps(value, ensure_ascii=False, allow_nan=False,
-                                      sort_keys=True))
-            except (TypeError, ValueError) as e:
-                raise InvalidToolCall(f"arguments are not JSON: {e}") from None
-            if size > limit:
-                raise InvalidToolCall(f"arguments are {size} bytes of JSON, over the limit of "
-                                      f"{limit} bytes")
         else:
             raise InvalidToolCall("arguments must be a JSON object or its text, found "
                                   f"{_json_type(arguments)}")
         if not isinstance(value, dict):
             raise InvalidToolCall(f"arguments must be a JSON object, found {_json_type(value)}")
-        return value
+        if isinstance(arguments, str):
+            return value, None   # parsed JSON: it has a canonical text
+        try:
+            # Keys of mixed types cannot be sorted: no canonical text, so no record, can hold
+            # them; NaN and infinities have no JSON at all.
+            text = canonical_json(value)
+        except (TypeError, ValueError) as e:
+            raise InvalidToolCall(f"arguments are not JSON: {e}") from None
+        if len(text) > limit // 4:
+            size = len(text.encode("utf-8"))    # at most 4 bytes a character
+            if size > limit:
+                raise InvalidToolCall(f"arguments are {size} bytes of JSON, over the limit of "
+                                      f"{limit} bytes")
+        return value, text
 
     def _redacted(self, args: dict[str, Any]) -> dict[str, Any]:
         from veto_opa.records import redact
@@ -362,23 +373,25 @@ class Veto:
             return (_fail_closed("approval_error", f"the approval could not be requested: {e}"),
                     None, "approval_error")
 
-    def _record(self, decision_id: str, tool: Any, arguments: Any, args: Any, ctx: Any,
+    def _record(self, decision_id: str, tool: Any, arguments: Any, args: Any,
+                args_text: str | None, ctx: Any,
                 model: Any, call_id: Any, d: dict[str, Any], approval_id: str | None,
                 cause: str | None, latency_us: int, trace_id: str | None, span_id: str | None,
                 opa_decision_id: str | None) -> None:
         from veto_opa.records import (
-            arguments_digest, canonical_json, decision_document, now_timestamp,
+            arguments_digest, decision_document, now_timestamp,
             prepare_arguments, redact, sha256_digest,
         )
 
         if isinstance(args, dict) and (isinstance(arguments, dict) or (
                 isinstance(arguments, str) and arguments)):
-            # What prepare_arguments() computes, without parsing the text a second time:
-            # the digest of an object (or of text holding one) is that of its canonical JSON.
+            # What prepare_arguments() computes, without parsing or serialising again: the
+            # digest of an object (or of text holding one) is that of its canonical JSON.
             recorded, erased = (redact(args, self._redact, self._key) if self._redact
                                 else (args, []))
-            fields = {"arguments": recorded, "arguments_sha256":
-                      sha256_digest(canonical_json(args)), "erased": erased}
+            text = args_text if args_text is not None else canonical_json(args)
+            fields = {"arguments": recorded, "arguments_sha256": sha256_digest(text),
+                      "erased": erased}
         elif args is not None:
             fields = prepare_arguments(arguments if arguments is not None else {},
                                        self._redact, self._key).fields()

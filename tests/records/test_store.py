@@ -70,7 +70,7 @@ def test_append_fills_in_decision_id_and_timestamp(
 ) -> None:
     record = store.append(make_fields())
 
-    assert uuid.UUID(record.decision_id).version == 4
+    assert uuid.UUID(record.decision_id).version == 7
     assert TIMESTAMP.match(record.timestamp)
     stamped = datetime.strptime(record.timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs(datetime.now(UTC) - stamped) < timedelta(minutes=1)

@@ -75,7 +75,7 @@ def test_guard_returns_the_decision(veto: Veto) -> None:
     assert isinstance(d, Decision)
     assert (d.decision, d.allowed, d.rule) == ("deny", False, "block_production_database_deletes")
     assert d.reason == "Destructive SQL is not allowed on production databases"
-    assert uuid.UUID(d.decision_id).version == 4
+    assert uuid.UUID(d.decision_id).version == 7
     assert d.policy_name == "policies" and d.policy_revision.startswith("sha256:")
     assert d.matched[0]["rule"] == "block_production_database_deletes"
     assert d.cause is None and d.approval_id is None
