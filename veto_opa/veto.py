@@ -25,8 +25,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from veto_opa import spans
 from veto_opa.config import VetoSettings
@@ -232,7 +233,7 @@ class Veto:
             args, args_text = self._arguments(arguments)
             if not isinstance(tool, str) or not tool:
                 raise InvalidToolCall(f"the tool name must be a non-empty string, found {tool!r}")
-            if not isinstance(ctx, Mapping):
+            if type(ctx) is not dict and not isinstance(ctx, Mapping):
                 raise InvalidToolCall(f"context must be an object, found {type(ctx).__name__}")
             ctx = dict(ctx)
             try:
@@ -272,12 +273,13 @@ class Veto:
                 shown = self._redacted(args)
             spans.finish(span, d, engine=self.engine.name, approval_id=approval_id, cause=cause,
                          failure=failure, opa_decision_id=opa_decision_id, arguments=shown)
-        return Decision.model_construct(
-            decision=d["decision"], allowed=d["decision"] == "allow", reason=d["reason"],
-            rule=d.get("rule"), approvers=d.get("approvers", []), approval_id=approval_id,
-            decision_id=decision_id, matched=d.get("matched", []), errors=d.get("errors", []),
-            policy_name=d.get("policy_name"), policy_revision=d.get("policy_revision"),
-            cause=cause, trace_id=trace_id, span_id=span_id)
+        return Decision._of_guard({
+            "decision": d["decision"], "allowed": d["decision"] == "allow",
+            "reason": d["reason"], "rule": d.get("rule"), "approvers": d.get("approvers", []),
+            "approval_id": approval_id, "decision_id": decision_id,
+            "matched": d.get("matched", []), "errors": d.get("errors", []),
+            "policy_name": d.get("policy_name"), "policy_revision": d.get("policy_revision"),
+            "cause": cause, "trace_id": trace_id, "span_id": span_id})
 
     async def guard_async(self, tool: str, arguments: Any = None,
                           context: Mapping[str, Any] | None = None, model: str | None = None,
@@ -321,7 +323,7 @@ class Veto:
                 value = loads_json(arguments)
             except ValueError as e:
                 raise InvalidToolCall(f"arguments are not valid JSON text: {e}") from None
-        elif isinstance(arguments, Mapping):
+        elif type(arguments) is dict or isinstance(arguments, Mapping):
             value = dict(arguments)
         else:
             raise InvalidToolCall("arguments must be a JSON object or its text, found "

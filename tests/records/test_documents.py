@@ -3,6 +3,7 @@ exactly what the validated path (DecisionRecord + append) stores, and fails the 
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import uuid
@@ -196,3 +197,24 @@ def test_the_store_fills_in_a_version_7_id(tmp_path: Path) -> None:
         record = store.append(decision_fields())
 
     assert uuid.UUID(record.decision_id).version == 7
+
+
+def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
+    # Random bits are read ahead; a child that kept the parent's would make the same ids.
+    new_decision_id()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(writer, ",".join(new_decision_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(writer)
+    parents = [new_decision_id() for _ in range(5)]
+    os.waitpid(pid, 0)
+    with os.fdopen(reader) as pipe:
+        childs = pipe.read().split(",")
+
+    def random_bits(text: str) -> int:
+        return uuid.UUID(text).int & ((1 << 80) - 1)
+
+    assert len(childs) == 5
+    assert not {random_bits(t) for t in parents} & {random_bits(t) for t in childs}

@@ -22,7 +22,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -138,16 +138,33 @@ def new_decision_id() -> str:
     Ids made later sort later (within a millisecond, in random order), so the store's unique
     index on them grows at its end instead of at random places: measured on a table of
     200,000 records, an insert costs about 12 µs less than with random (version 4) UUIDs,
-    and the gap widens as the table grows. The other 74 bits are random, as in version 4.
+    and the gap widens as the table grows. The other 74 bits come from ``os.urandom``, as a
+    version 4 UUID's do, read 512 ids' worth at a time (a system call per id cost more than
+    the rest of the id); a forked child starts on fresh bytes.
     """
-    factory = getattr(uuid, "uuid7", None)   # Python 3.14+
-    if factory is not None:
-        return str(factory())
+    global _random_bits
+    rand = next(_random_bits, None)
+    if rand is None:
+        _random_bits = _fresh_random_bits()
+        rand = next(_random_bits)
     milliseconds = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")   # 80 bits, 74 of them used
-    value = ((milliseconds & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68) << 64
+    value = ((milliseconds & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 62) << 64
              | 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF)
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _fresh_random_bits() -> Iterator[int]:
+    # 74-bit numbers in a list iterator: next() on it is one step under the GIL, so threads
+    # never get the same one; two threads that both find it empty each make a new one.
+    data = os.urandom(_RANDOM_BYTES * 512)
+    return iter([int.from_bytes(data[i:i + _RANDOM_BYTES], "big") >> 6
+                 for i in range(0, len(data), _RANDOM_BYTES)])
+
+
+_RANDOM_BYTES = 10   # 80 bits, of which 74 are kept
+_random_bits: Iterator[int] = iter(())
+os.register_at_fork(after_in_child=lambda: globals().update(_random_bits=iter(())))
 
 
 def format_timestamp(moment: datetime) -> str:
