@@ -4,9 +4,9 @@ Measures p50/p99 latency, process CPU time per call and throughput of: raw
 ``OpaEngine.eval_document("veto.decision")``; ``guard()`` with records and spans off; with
 durable records on and spans off (the condition of the throughput target); with durable
 records and spans on (an SDK tracer provider with a batch processor and an exporter that drops
-spans). Single thread, and 4 threads sharing one Veto (throughput); raw
-evaluation then uses as many OPA engines as the guard's pool (one per core). The call is the seed policy's ``execute_sql`` SELECT
-on analytics in production (allowed after four rules are evaluated).
+spans). Single thread, and 4 threads sharing one Veto (throughput); raw evaluation then uses
+as many OPA engines as the guard's pool (one per core). The call is the seed policy's
+``execute_sql`` SELECT on analytics in production (allowed after four rules are evaluated).
 
     .venv/bin/python benchmarks/bench_guard.py [--seconds S]     (or ./dev bench guard ...)
 

@@ -228,6 +228,7 @@ class Veto:
         opa_decision_id = None
         args: Any = None
         args_text: str | None = None
+        ctx_text: str | None = None
         ctx: Any = context if context is not None else {}
         try:
             args, args_text = self._arguments(arguments)
@@ -237,7 +238,7 @@ class Veto:
                 raise InvalidToolCall(f"context must be an object, found {type(ctx).__name__}")
             ctx = dict(ctx)
             try:
-                json.dumps(ctx, allow_nan=False, sort_keys=True)   # as the record will
+                ctx_text = canonical_json(ctx)   # the record's text of it
             except (TypeError, ValueError) as e:
                 raise InvalidToolCall(f"context is not JSON: {e}") from None
             headers = (spans.trace_headers(span) if span is not None and
@@ -260,7 +261,7 @@ class Veto:
         latency_us = (time.perf_counter_ns() - started) // 1000
         if self.records is not None:
             try:
-                self._record(decision_id, tool, arguments, args, args_text, ctx, model,
+                self._record(decision_id, tool, arguments, args, args_text, ctx, ctx_text, model,
                              call_id, d, approval_id, cause, latency_us, trace_id, span_id,
                              opa_decision_id)
             except Exception as e:  # noqa: BLE001 - an unrecorded call must not run
@@ -376,7 +377,7 @@ class Veto:
                     None, "approval_error")
 
     def _record(self, decision_id: str, tool: Any, arguments: Any, args: Any,
-                args_text: str | None, ctx: Any,
+                args_text: str | None, ctx: Any, ctx_text: str | None,
                 model: Any, call_id: Any, d: dict[str, Any], approval_id: str | None,
                 cause: str | None, latency_us: int, trace_id: str | None, span_id: str | None,
                 opa_decision_id: str | None) -> None:
@@ -385,6 +386,7 @@ class Veto:
             prepare_arguments, redact, sha256_digest,
         )
 
+        texts: dict[str, str] = {}
         if isinstance(args, dict) and (isinstance(arguments, dict) or (
                 isinstance(arguments, str) and arguments)):
             # What prepare_arguments() computes, without parsing or serialising again: the
@@ -394,6 +396,8 @@ class Veto:
             text = args_text if args_text is not None else canonical_json(args)
             fields = {"arguments": recorded, "arguments_sha256": sha256_digest(text),
                       "erased": erased}
+            if recorded is args:
+                texts["arguments"] = text
         elif args is not None:
             fields = prepare_arguments(arguments if arguments is not None else {},
                                        self._redact, self._key).fields()
@@ -402,10 +406,13 @@ class Veto:
             # huge, or not JSON at all.
             fields = {"arguments": None, "arguments_sha256": arguments_digest(_as_text(arguments)),
                       "erased": []}
+        recorded_ctx = (ctx if isinstance(ctx, dict) and cause != "invalid_tool_call" else
+                        _lossy_json(ctx))
+        if recorded_ctx is ctx and ctx_text is not None:
+            texts["context"] = ctx_text
         values = {
             "decision_id": decision_id, "tool": str(tool), **fields,
-            "context": ctx if isinstance(ctx, dict) and cause != "invalid_tool_call" else
-            _lossy_json(ctx),
+            "context": recorded_ctx,
             "model": model if isinstance(model, str) else None,
             "call_id": call_id if isinstance(call_id, str) else None,
             "decision": d["decision"], "rule": d.get("rule"), "reason": d["reason"],
@@ -419,7 +426,9 @@ class Veto:
         if append_document is not None:
             # Every field above is built here from checked values: the store takes the
             # document without validating it again (see records.decision_document).
-            append_document(decision_document(timestamp=now_timestamp(), **values))
+            # The canonical texts of the arguments and context, made when they were checked,
+            # are the record's: the store does not serialise them again.
+            append_document(decision_document(timestamp=now_timestamp(), **values), texts)
         else:
             self.records.append(values)  # type: ignore[union-attr]
 

@@ -307,6 +307,43 @@ def test_seal_matches_the_definition(context: dict, reason: str, rule: str | Non
     assert digest == sha256_digest(document["prev_hash"] + canonical_json(body))
 
 
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arguments=st.dictionaries(st.text(max_size=12),
+                              json_values | tricky_text | finite | st.integers(min_value=2**64)),
+    context=st.dictionaries(st.text(max_size=12) | st.just("record_hash"),
+                            json_values | tricky_text | finite),
+    extra=st.dictionaries(st.sampled_from(["zz_after", "a_before", "record_hasi", "sequencf"]),
+                          json_values | finite | st.booleans()),
+    given_texts=st.sets(st.sampled_from(["arguments", "context"])),
+)
+def test_seal_with_the_callers_texts_matches_the_definition(
+    arguments: dict, context: dict, extra: dict, given_texts: set[str]
+) -> None:
+    # guard() hands the store the canonical texts of the arguments and the context it made
+    # when checking them; whatever the values and whichever texts are given, the stored text
+    # and the hash are those of the definition.
+    fields = decision_fields(arguments=arguments, context=context, **extra)
+    document = {**fields, "kind": "decision", "sequence": 3, "prev_hash": "sha256:" + "2" * 64}
+    texts = {name: canonical_json(document[name]) for name in given_texts}
+    expected_digest = record_hash(document)
+    text, digest = seal(dict(document), texts)
+    assert digest == expected_digest
+    assert text == canonical_json({**document, "record_hash": digest})
+
+
+def test_seal_refuses_what_is_not_json() -> None:
+    document = {**decision_fields(), "kind": "decision", "sequence": 1,
+                "prev_hash": GENESIS_HASH, "latency_us": float("nan")}
+    with pytest.raises(ValueError):
+        seal(document)
+    with pytest.raises(TypeError):
+        seal({**document, "latency_us": 1, "context": {1: "a", "b": 2}})
+
+
 def test_stored_hashes_follow_the_definition(store: SQLiteRecordStore) -> None:
     tricky = {"record_hash": GENESIS_HASH, "x": ',"record_hash":"' + GENESIS_HASH + '"'}
     record = store.append(decision_fields(context=tricky, reason=tricky["x"]))

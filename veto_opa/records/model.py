@@ -16,13 +16,15 @@ chain, used both by the store and by the offline check of an export file.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import json.encoder
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -103,33 +105,63 @@ def record_hash(document: dict[str, Any]) -> str:
     return sha256_digest(str(document["prev_hash"]) + canonical_json(body))
 
 
-_SEAL_MARKER = ',"record_hash":"' + GENESIS_HASH + '"'
-
-
-def seal(document: dict[str, Any]) -> tuple[str, str]:
+def seal(document: dict[str, Any], texts: Mapping[str, str] | None = None) -> tuple[str, str]:
     """Set ``document["record_hash"]`` and return ``(canonical text, record_hash)``.
 
-    Equivalent to :func:`record_hash` followed by :func:`canonical_json`, with one
-    serialisation instead of two (the store's hot path): the document is dumped once with a
-    placeholder hash, and the hashed body is that text minus the placeholder member. When every
-    top-level value sorted after ``record_hash`` is a scalar — true of both record kinds — the
-    last occurrence of the member's text is the top-level one, because a scalar's text cannot
-    contain ``,"`` (quotes inside strings are escaped). Otherwise it serialises twice.
+    Equal to :func:`record_hash` followed by :func:`canonical_json`, in one pass (the store's
+    hot path): the members' texts are made once, in key order, joined without
+    ``record_hash`` for the hash, then with it for the stored text. ``texts`` may hold the
+    canonical JSON text of some top-level values, already made by the caller (``guard()``
+    has those of the arguments and the context from checking them): they are used as they
+    are, so they must be ``canonical_json`` of those very values. Strings, integers and None
+    are written here; anything else goes through :func:`canonical_json`.
+
+    Raises:
+        TypeError, ValueError: a value is not JSON (as :func:`canonical_json` does).
     """
-    document["record_hash"] = GENESIS_HASH
-    text = canonical_json(document)
-    nested_after = any(
-        isinstance(value, dict | list) for key, value in document.items() if key > "record_hash"
-    )
-    at = -1 if nested_after else text.rfind(_SEAL_MARKER)
-    if at < 0:
-        digest = record_hash(document)
-        document["record_hash"] = digest
-        return canonical_json(document), digest
-    head, tail = text[:at], text[at + len(_SEAL_MARKER) :]
-    digest = sha256_digest(str(document["prev_hash"]) + head + tail)
+    keys = tuple(document)
+    members = _MEMBERS.get(keys)
+    if members is None:
+        if not all(type(key) is str for key in keys):   # canonical_json's own rules, then
+            digest = record_hash(document)
+            document["record_hash"] = digest
+            return canonical_json(document), digest
+        names = sorted(key for key in keys if key != "record_hash")
+        members = (tuple((name, _encode_string(name) + ":") for name in names),
+                   bisect.bisect(names, "record_hash"))
+        if len(_MEMBERS) < 64:   # a few shapes of documents in practice
+            _MEMBERS[keys] = members
+    order, at = members
+    parts = []
+    for name, prefix in order:
+        if texts is not None and name in texts:
+            parts.append(prefix + texts[name])
+            continue
+        value = document[name]
+        kind = type(value)
+        if kind is str:
+            parts.append(prefix + _encode_string(value))
+        elif value is None:
+            parts.append(prefix + "null")
+        elif kind is int:
+            parts.append(prefix + int.__repr__(value))
+        elif (kind is list or kind is dict) and not value:
+            parts.append(prefix + ("[]" if kind is list else "{}"))
+        else:
+            parts.append(prefix + canonical_json(value))
+    prev_hash = str(document["prev_hash"])
+    hashed = hashlib.sha256(prev_hash.encode("utf-8"))
+    hashed.update(("{" + ",".join(parts) + "}").encode("utf-8"))
+    digest = "sha256:" + hashed.hexdigest()
     document["record_hash"] = digest
-    return f'{head},"record_hash":"{digest}"{tail}', digest
+    parts.insert(at, '"record_hash":"' + digest + '"')
+    return "{" + ",".join(parts) + "}", digest
+
+
+# Sorted member names and their '"name":' prefixes, and where record_hash goes among them, for
+# each order of keys seen; and the string encoder canonical_json uses (ensure_ascii=False).
+_MEMBERS: dict[tuple[str, ...], tuple[tuple[tuple[str, str], ...], int]] = {}
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 def new_decision_id() -> str:

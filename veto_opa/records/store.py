@@ -244,6 +244,7 @@ class _Pending:
 
     document: dict[str, Any]
     record: DecisionRecord | OutcomeRecord | None
+    texts: Mapping[str, str] | None = None   # canonical texts of some values, for seal()
     result: DecisionRecord | OutcomeRecord | dict[str, Any] | None = None
     error: str | None = None
     cause: BaseException | None = None
@@ -397,20 +398,23 @@ class SQLiteRecordStore:
             fields["timestamp"] = now_timestamp()
         return self._submit(self._pending(DecisionRecord, fields))  # type: ignore[return-value]
 
-    def append_document(self, document: dict[str, Any]) -> dict[str, Any]:
+    def append_document(self, document: dict[str, Any],
+                        texts: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Record one decision document as it is, without validating it; returns once committed.
 
         ``guard()``'s path: the document comes from :func:`decision_document`, whose
         caller built every field. The store fills in ``sequence``, ``prev_hash`` and
         ``record_hash`` (in ``document`` itself, which is returned); a value that is not JSON
         fails here as a :class:`RecordError`, and a decision id already recorded is refused.
+        ``texts`` may hold the canonical JSON text of top-level values the caller has already
+        serialised (see :func:`~veto_opa.records.model.seal`); it must be exactly that.
         """
         if document.get("kind") != "decision":
             raise RecordError("append_document takes decision documents (kind 'decision')")
         supplied = [name for name in CHAIN_FIELDS if name in document]
         if supplied:
             raise RecordError(f"{', '.join(supplied)} are assigned by the store, not the caller")
-        return self._submit(_Pending(document, None))  # type: ignore[return-value]
+        return self._submit(_Pending(document, None, texts))  # type: ignore[return-value]
 
     def append_outcome(
         self, decision_id: str, status: str, error: str | None = None
@@ -567,7 +571,7 @@ class SQLiteRecordStore:
                 document["sequence"] = sequence
                 document["prev_hash"] = prev_hash
                 try:
-                    text, prev_hash = seal(document)
+                    text, prev_hash = seal(document, item.texts)
                 except (TypeError, ValueError) as exc:  # not JSON: only this entry fails
                     sequence -= 1
                     prev_hash = document["prev_hash"]
