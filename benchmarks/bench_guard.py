@@ -107,6 +107,9 @@ def throughput(fn: Callable[[], object], threads: int, seconds: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--scaling", default="",
+                        help="also the guards/s of the records rows on these thread counts, "
+                             "e.g. 1,2,4,8")
     args = parser.parse_args()
     s = args.seconds
     bundle = build([SEED]).bundle()
@@ -148,6 +151,13 @@ def main() -> int:
         for _ in range(turns):
             for name, fn in fns.items():
                 tp[name] += throughput(fn, 4, s / turns) / turns
+        scaling = {}
+        for n in [int(x) for x in args.scaling.split(",") if x.strip()]:
+            for name in ("records", "full"):
+                fn = fns[name]
+                started = time.process_time()
+                rate = throughput(fn, n, s)
+                scaling[n, name] = (rate, (time.process_time() - started) / (rate * s) * 1e6)
         count = full.records.count() + recorded.records.count()
         ok = full.records.verify().ok and recorded.records.verify().ok
         for veto in (plain, recorded, full):
@@ -161,6 +171,13 @@ def main() -> int:
         p50, p99, cpu = best[key]
         print(f"{labels[key]} | {p50:.0f} | {p99:.0f} | {p50 / best['raw'][0]:.2f} | "
               f"{cpu:.0f} | {tp[key]:.0f}")
+    if scaling:
+        print("\nthreads | records on, spans off: ops/s | CPU µs per call | "
+              "records+spans on: ops/s | CPU µs per call")
+        print("------: | ---: | ---: | ---: | ---:")
+        for n in sorted({n for n, _ in scaling}):
+            (r1, c1), (r2, c2) = scaling[n, "records"], scaling[n, "full"]
+            print(f"{n} | {r1:.0f} | {c1:.0f} | {r2:.0f} | {c2:.0f}")
     plain_ratio = best["plain"][0] / best["raw"][0]
     full_ratio = best["full"][0] / best["raw"][0]
     print(f"\nrecords written: {count}, chain verifies: {ok}; Go heap reserve: {reserved} MiB "
