@@ -29,7 +29,8 @@ environment the process was started with, so it cannot be tuned from here;
 heap (a "ballast"). It is never scanned, but it counts towards the heap size, so collections
 come that much less often. Measured on this project's 2-vCPU machine with 16 MiB, raw
 evaluations' p99 fell from about 1.4 ms to 0.4–0.5 ms and their CPU time by a fifth, for
-about 45 MB more resident memory (``benchmarks/bench_guard.py`` compares). ``Veto`` reserves
+about 45 MB more resident memory (``VETO_GO_HEAP_RESERVE=0 .venv/bin/python
+benchmarks/bench_guard.py`` gives the numbers without it). ``Veto`` reserves
 ``VETO_GO_HEAP_RESERVE`` MiB (16 by default, ``0`` for none) once per process, unless the
 process was started with ``GOGC`` or ``GOMEMLIMIT`` set, which tune the collector directly.
 """

@@ -40,7 +40,8 @@ Indexed: the sequence (the table's key), decision ids (unique), outcomes by deci
 timestamps. Every index costs each record a page write in the WAL (about 12 µs each here,
 measured on an autocommitted insert), so the decision, tool and rule filters have none: they
 are checked on the rows of the time range, newest first, where a listing stops at its limit.
-Stores created before this had indexes on them too, which keep working.
+Stores created by earlier versions also index decision, tool and rule; those indexes are kept
+(and still cost their writes).
 """
 
 from __future__ import annotations
