@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -493,6 +494,37 @@ def test_locked_database_raises_record_error_then_recovers(
             other.execute("ROLLBACK")
             other.close()
         assert store.append(make_fields()).sequence == 2
+        assert store.verify().ok
+
+
+def test_a_write_waits_for_another_writer_to_finish(
+    home: Path, make_fields: FieldsFactory
+) -> None:
+    # The store's connection does not use SQLite's busy handler; it retries itself until
+    # busy_timeout. Another connection holds the write lock for a while, then lets go: the
+    # append waits for it and lands on the chain.
+    with SQLiteRecordStore(store_path(home), busy_timeout=10) as store:
+        first = store.append(make_fields())
+        other = sqlite3.connect(store_path(home), isolation_level=None,
+                                check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        released = threading.Event()
+
+        def release() -> None:
+            time.sleep(0.2)
+            other.execute("COMMIT")
+            released.set()
+
+        thread = threading.Thread(target=release)
+        thread.start()
+        try:
+            second = store.append(make_fields())
+        finally:
+            thread.join()
+            other.close()
+
+        assert released.is_set()
+        assert (second.sequence, second.prev_hash) == (2, first.record_hash)
         assert store.verify().ok
 
 

@@ -30,8 +30,9 @@ has taken SQLite's write lock. After a write of its own the store remembers the 
 and the next batch inserts ``sequence + 1`` straight away (a lone record in a single
 autocommitted ``INSERT``): ``sequence`` is the table's primary key, so if another process has
 appended meanwhile the insert fails on that very row, nothing is written, and the batch is
-written again from the head read under the lock. Rows are never updated, so a remembered head
-that is still the last row is the real one.
+written again from the head read under the lock (as are the next 64 batches: processes that
+take turns would otherwise fail that insert almost every time). Rows are never updated, so a
+remembered head that is still the last row is the real one.
 
 **Layout.** One table, one row per entry (decision or outcome): every field in the ``json``
 column (the canonical document, exactly what is hashed and exported) plus copies of the
@@ -126,6 +127,7 @@ _HEAD = "SELECT sequence, record_hash FROM records ORDER BY sequence DESC LIMIT 
 # Group commits between two background WAL checkpoints (a commit writes about ten pages;
 # SQLite's own default is a checkpoint per 1000 pages).
 _CHECKPOINT_EVERY = 100
+_STALE_HEAD_PAUSE = 64   # batches that read the head after another process was found writing
 # WAL size (in pages) at which a leader completes the checkpoint so that the WAL rewinds.
 _RESET_FRAMES = 4096
 # Seconds without a checkpoint request after which the checkpoint thread ends.
@@ -252,6 +254,13 @@ class _Pending:
     done: bool = False
 
 
+def _is_busy(exc: BaseException) -> bool:
+    """Another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED, extended codes too)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (isinstance(exc, sqlite3.OperationalError) and code is not None
+            and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
+
+
 def _filters(
     decision: str | None,
     tool: str | None,
@@ -328,6 +337,7 @@ class SQLiteRecordStore:
         # (sequence, record_hash) of the last entry this store wrote, while no failed write
         # has made it doubtful; leaders only (see _write_batch).
         self._head: tuple[int, str] | None = None
+        self._trust_head_in = 0   # batches to go before remembering the head again
         if not create and not self.path.is_file():
             raise RecordError(f"no decision record store at {self.path}")
         try:
@@ -363,6 +373,9 @@ class SQLiteRecordStore:
             # thread, not inside some caller's append; see _checkpoint_loop.
             conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
+            # Writes wait for another process's write lock in _write_batch, in finer steps
+            # than SQLite's own busy handler.
+            conn.execute("PRAGMA busy_timeout=0")
             return conn
         except (sqlite3.Error, RecordError) as exc:
             if conn is not None:
@@ -524,6 +537,26 @@ class SQLiteRecordStore:
             self._lingering = False
 
     def _write_batch(self, batch: list[_Pending], checked: bool = False) -> None:
+        # While another process holds the write lock, try again after 0.1 ms, doubling up to
+        # 5 ms, until busy_timeout. SQLite's own busy handler sleeps 1, 2, 5, 10, 15 ... ms
+        # between tries, when a write transaction here lasts about a tenth of a millisecond:
+        # processes that share a file spent most of their time asleep.
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.0001
+        while (busy := self._write_once(batch, checked)) is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                message = f"cannot write decision records to {self.path}: {busy}"
+                for item in batch:
+                    item.error = item.error or message
+                    item.cause = busy
+                return
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.005)
+
+    def _write_once(self, batch: list[_Pending], checked: bool) -> sqlite3.Error | None:
+        """Write the batch in one transaction; None when done (each entry stored or failed),
+        or the error when another connection held the write lock (nothing written)."""
         conn = self._writer
         written: list[_Pending] = []
         # With the head this store left last time, a batch of decisions skips reading it: if
@@ -589,6 +622,16 @@ class SQLiteRecordStore:
             if not lone:
                 conn.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error above all; anything else must not escape either
+            if _is_busy(exc):
+                with suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.rollback()
+                for item in batch:   # undo the chain fields set above
+                    for name in CHAIN_FIELDS:
+                        item.document.pop(name, None)
+                    item.error = None
+                self._trust_head_in = _STALE_HEAD_PAUSE   # another process is writing
+                return exc   # type: ignore[return-value]
             if isinstance(exc, sqlite3.IntegrityError) and not checked:
                 try:
                     if conn.in_transaction:
@@ -600,9 +643,12 @@ class SQLiteRecordStore:
                         item.document.pop(name, None)
                     item.error = None
                 # A remembered head may be stale (another process appended): read it under the
-                # lock. Otherwise a decision id is already recorded: write with the lookup.
+                # lock, and for the next batches too, as that process is likely to append again.
+                # Otherwise a decision id is already recorded: write with the lookup.
+                if remembered is not None:
+                    self._trust_head_in = _STALE_HEAD_PAUSE
                 self._write_batch(batch, checked=remembered is None)
-                return
+                return None
             try:
                 if conn.in_transaction:
                     conn.rollback()
@@ -612,7 +658,7 @@ class SQLiteRecordStore:
             for item in batch:
                 item.error = item.error or message
                 item.cause = exc
-            return
+            return None
         for item in written:
             if item.record is None:
                 item.result = item.document
@@ -620,7 +666,9 @@ class SQLiteRecordStore:
             # Equal to what was stored (for the JSON values a record holds).
             chain = {name: item.document[name] for name in CHAIN_FIELDS}
             item.result = item.record.model_copy(update=chain)
-        if written:
+        if self._trust_head_in > 0:
+            self._trust_head_in -= 1
+        elif written:
             self._head = (sequence, prev_hash)
         elif remembered is not None:
             self._head = remembered
@@ -628,6 +676,7 @@ class SQLiteRecordStore:
         if self._commits_since_checkpoint >= _CHECKPOINT_EVERY:
             self._commits_since_checkpoint = 0
             self._request_checkpoint()
+        return None
 
     def _request_checkpoint(self) -> None:
         # Leaders only (one at a time). The thread starts on first need and ends when idle,
