@@ -18,6 +18,7 @@ Ratios are measured in one run; the machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import queue
 import statistics
@@ -33,6 +34,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from veto_opa import Veto
+from veto_opa.records import SQLiteRecordStore
 from veto_opa.engines.embedded import reserve_go_heap
 from veto_opa.translators import build
 from veto_opa.translators.bundle import load_into_engine
@@ -104,12 +106,42 @@ def throughput(fn: Callable[[], object], threads: int, seconds: float) -> float:
     return sum(counts) / seconds
 
 
+def _process_turn(home: str, seconds: float, start: object) -> tuple[float, float]:
+    veto = Veto([SEED], home=home, spans=False, reload_interval=0)
+    reserve_go_heap(0, wait=True)
+    fn = lambda: veto.guard(TOOL, ARGS, CONTEXT, "mistral-large-latest")  # noqa: E731
+    for _ in range(300):
+        fn()
+    start.wait()  # type: ignore[attr-defined]
+    started = time.process_time()
+    rate = throughput(fn, 2, seconds)
+    cpu = time.process_time() - started
+    veto.close()
+    return rate, cpu
+
+
+def processes_throughput(processes: int, seconds: float) -> tuple[float, float]:
+    """Guards/s summed over processes sharing one record file, and CPU µs per call."""
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as home, context.Manager() as manager, \
+            context.Pool(processes) as pool:
+        start = manager.Barrier(processes)
+        results = pool.starmap(_process_turn, [(home, seconds, start)] * processes)
+        with SQLiteRecordStore(Path(home) / "records.sqlite3") as store:
+            assert store.verify().ok
+    rate = sum(r for r, _ in results)
+    return rate, sum(c for _, c in results) / (rate * seconds) * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--scaling", default="",
                         help="also the guards/s of the records rows on these thread counts, "
                              "e.g. 1,2,4,8")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="also guards/s with records on (spans off) from this many "
+                             "processes of 2 threads each, sharing one VETO_HOME")
     args = parser.parse_args()
     s = args.seconds
     bundle = build([SEED]).bundle()
@@ -178,6 +210,10 @@ def main() -> int:
         for n in sorted({n for n, _ in scaling}):
             (r1, c1), (r2, c2) = scaling[n, "records"], scaling[n, "full"]
             print(f"{n} | {r1:.0f} | {c1:.0f} | {r2:.0f} | {c2:.0f}")
+    if args.processes:
+        rate, cpu = processes_throughput(args.processes, s)
+        print(f"\n{args.processes} processes × 2 threads, one record file, records on, spans off: "
+              f"{rate:.0f} guards/s, {cpu:.0f} CPU µs per call")
     plain_ratio = best["plain"][0] / best["raw"][0]
     full_ratio = best["full"][0] / best["raw"][0]
     print(f"\nrecords written: {count}, chain verifies: {ok}; Go heap reserve: {reserved} MiB "
