@@ -623,25 +623,11 @@ class SQLiteRecordStore:
                 conn.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error above all; anything else must not escape either
             if _is_busy(exc):
-                with suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.rollback()
-                for item in batch:   # undo the chain fields set above
-                    for name in CHAIN_FIELDS:
-                        item.document.pop(name, None)
-                    item.error = None
+                self._undo(batch)
                 self._trust_head_in = _STALE_HEAD_PAUSE   # another process is writing
                 return exc   # type: ignore[return-value]
             if isinstance(exc, sqlite3.IntegrityError) and not checked:
-                try:
-                    if conn.in_transaction:
-                        conn.rollback()
-                except sqlite3.Error:
-                    pass
-                for item in batch:   # undo the chain fields set above
-                    for name in CHAIN_FIELDS:
-                        item.document.pop(name, None)
-                    item.error = None
+                self._undo(batch)
                 # A remembered head may be stale (another process appended): read it under the
                 # lock, and for the next batches too, as that process is likely to append again.
                 # Otherwise a decision id is already recorded: write with the lookup.
@@ -677,6 +663,16 @@ class SQLiteRecordStore:
             self._commits_since_checkpoint = 0
             self._request_checkpoint()
         return None
+
+    def _undo(self, batch: list[_Pending]) -> None:
+        """Roll back the writer's transaction and clear what the attempt set on the batch."""
+        with suppress(sqlite3.Error):
+            if self._writer.in_transaction:
+                self._writer.rollback()
+        for item in batch:
+            for name in CHAIN_FIELDS:
+                item.document.pop(name, None)
+            item.error = None
 
     def _request_checkpoint(self) -> None:
         # Leaders only (one at a time). The thread starts on first need and ends when idle,
