@@ -574,6 +574,43 @@ def test_newer_schema_is_refused(home: Path) -> None:
         SQLiteApprovalStore(store_path(home))
 
 
+def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another connection takes the database's write lock and lets it go after ``seconds``."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+def test_a_request_waits_for_another_writer(home: Path, clock: Clock) -> None:
+    with SQLiteApprovalStore(store_path(home), ttl=600, clock=clock, busy_timeout=10) as store:
+        holder = hold_write_lock(store_path(home), 0.2)
+        try:
+            pending = ask(store)
+        finally:
+            holder.join()
+        assert store.get(pending.approval_id) == pending
+
+
+def test_a_lock_held_past_busy_timeout_is_an_approval_error(home: Path, clock: Clock) -> None:
+    with SQLiteApprovalStore(store_path(home), ttl=600, clock=clock,
+                             busy_timeout=0.05) as store:
+        holder = hold_write_lock(store_path(home), 0.5)
+        try:
+            with pytest.raises(ApprovalError, match="database is locked"):
+                ask(store)
+        finally:
+            holder.join()
+        assert ask(store).status == "pending"
+
+
 # -- CLI ----------------------------------------------------------------------------------
 
 

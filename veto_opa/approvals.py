@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, get_args
 
-from veto_opa._sqlite import prepare
+from veto_opa._sqlite import begin_immediate, prepare
 from veto_opa.errors import ApprovalError, ApprovalExpired
 from veto_opa.records.model import HASH_PATTERN, format_timestamp
 from veto_opa.records.store import default_home
@@ -286,6 +286,7 @@ class SQLiteApprovalStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ApprovalError(f"cannot create the directory of {self.path}: {exc}") from exc
+        self._busy_timeout = busy_timeout
         self._conn = self._open(busy_timeout)
 
     def _open(self, busy_timeout: float) -> sqlite3.Connection:
@@ -296,6 +297,7 @@ class SQLiteApprovalStore:
             )
             prepare(conn, self.path, _SCHEMA, SCHEMA_VERSION, "approval", ApprovalError)
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=0")   # _transaction waits, in finer steps
             return conn
         except (sqlite3.Error, ApprovalError) as exc:
             if conn is not None:
@@ -314,7 +316,7 @@ class SQLiteApprovalStore:
                 raise ApprovalError(f"the approval store {self.path} is closed")
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                begin_immediate(conn, self._busy_timeout)
                 yield conn
                 conn.execute("COMMIT")
             except BaseException as exc:

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from veto_opa._sqlite import prepare
+from veto_opa._sqlite import busy_waits, is_busy, prepare
 from veto_opa.errors import RecordError
 from veto_opa.records import export as export_files
 from veto_opa.records.model import (
@@ -254,13 +254,6 @@ class _Pending:
     done: bool = False
 
 
-def _is_busy(exc: BaseException) -> bool:
-    """Another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED, extended codes too)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return (isinstance(exc, sqlite3.OperationalError) and code is not None
-            and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
-
-
 def _filters(
     decision: str | None,
     tool: str | None,
@@ -374,7 +367,7 @@ class SQLiteRecordStore:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
             # Writes wait for another process's write lock in _write_batch, in finer steps
-            # than SQLite's own busy handler.
+            # than SQLite's own busy handler (veto_opa._sqlite).
             conn.execute("PRAGMA busy_timeout=0")
             return conn
         except (sqlite3.Error, RecordError) as exc:
@@ -537,22 +530,19 @@ class SQLiteRecordStore:
             self._lingering = False
 
     def _write_batch(self, batch: list[_Pending], checked: bool = False) -> None:
-        # While another process holds the write lock, try again after 0.1 ms, doubling up to
-        # 5 ms, until busy_timeout. SQLite's own busy handler sleeps 1, 2, 5, 10, 15 ... ms
-        # between tries, when a write transaction here lasts about a tenth of a millisecond:
-        # processes that share a file spent most of their time asleep.
-        deadline = time.monotonic() + self._busy_timeout
-        delay = 0.0001
-        while (busy := self._write_once(batch, checked)) is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                message = f"cannot write decision records to {self.path}: {busy}"
-                for item in batch:
-                    item.error = item.error or message
-                    item.cause = busy
+        # While another process holds the write lock, try again in short steps (see
+        # veto_opa._sqlite) until busy_timeout.
+        busy = self._write_once(batch, checked)
+        if busy is None:
+            return
+        for _ in busy_waits(self._busy_timeout):
+            busy = self._write_once(batch, checked)
+            if busy is None:
                 return
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.005)
+        message = f"cannot write decision records to {self.path}: {busy}"
+        for item in batch:
+            item.error = item.error or message
+            item.cause = busy
 
     def _write_once(self, batch: list[_Pending], checked: bool) -> sqlite3.Error | None:
         """Write the batch in one transaction; None when done (each entry stored or failed),
@@ -622,7 +612,7 @@ class SQLiteRecordStore:
             if not lone:
                 conn.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error above all; anything else must not escape either
-            if _is_busy(exc):
+            if is_busy(exc):
                 self._undo(batch)
                 self._trust_head_in = _STALE_HEAD_PAUSE   # another process is writing
                 return exc   # type: ignore[return-value]
