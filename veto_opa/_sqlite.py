@@ -50,9 +50,11 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def busy_waits(timeout: float) -> Iterator[None]:
-    """Sleep before each new try: 0.1 ms, doubling up to 5 ms; stops after ``timeout`` s."""
+    """One turn per try: the first at once, then after 0.1 ms, doubling up to 5 ms, until
+    ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
     delay = 0.0001
+    yield
     while (remaining := deadline - time.monotonic()) > 0:
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 0.005)
@@ -67,13 +69,7 @@ def begin_immediate(conn: sqlite3.Connection, timeout: float) -> None:
         sqlite3.OperationalError: the lock was still held after ``timeout`` ("database is
             locked"), or SQLite failed otherwise.
     """
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        return
-    except sqlite3.OperationalError as exc:
-        if not is_busy(exc):
-            raise
-        last = exc
+    busy: sqlite3.OperationalError | None = None
     for _ in busy_waits(timeout):
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -81,5 +77,6 @@ def begin_immediate(conn: sqlite3.Connection, timeout: float) -> None:
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise
-            last = exc
-    raise last
+            busy = exc
+    assert busy is not None
+    raise busy

@@ -532,9 +532,7 @@ class SQLiteRecordStore:
     def _write_batch(self, batch: list[_Pending], checked: bool = False) -> None:
         # While another process holds the write lock, try again in short steps (see
         # veto_opa._sqlite) until busy_timeout.
-        busy = self._write_once(batch, checked)
-        if busy is None:
-            return
+        busy = None
         for _ in busy_waits(self._busy_timeout):
             busy = self._write_once(batch, checked)
             if busy is None:
