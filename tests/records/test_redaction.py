@@ -172,6 +172,12 @@ def test_redact_reports_bad_paths() -> None:
 # -- prepare_arguments -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("text", ['{"x": 1e400}', '{"x": NaN}', "[1, 2]", "{not json"])
+def test_digest_of_text_without_a_canonical_object_is_of_the_text(text: str) -> None:
+    # 1e400 parses (to infinity) but has no canonical JSON; the others are not JSON objects.
+    assert arguments_digest(text) == "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_prepare_arguments_from_json_text() -> None:
     text = '{"password": "hunter2",  "user": "alice"}'
     prepared = prepare_arguments(text, ["args.password"], KEY)

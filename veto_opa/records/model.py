@@ -78,18 +78,20 @@ def arguments_digest(arguments: Any) -> str:
     """``arguments_sha256`` of a tool call's ORIGINAL arguments.
 
     A JSON object (a dict, or text that parses to one) is hashed as its canonical JSON. Anything
-    else — text that is not JSON or not an object, bytes — is hashed as its raw text, so that
-    even a call that was refused as malformed can be matched against what the model sent.
+    else — text that is not JSON or not an object, an object without a canonical text (a
+    number such as ``1e400`` that Python reads as infinity), bytes — is hashed as its raw
+    text, so that even a call that was refused as malformed can be matched against what the
+    model sent.
     """
     if isinstance(arguments, dict):
         return sha256_digest(canonical_json(arguments))
     if isinstance(arguments, str):
         try:
             parsed = loads_json(arguments)
+            if isinstance(parsed, dict):
+                return sha256_digest(canonical_json(parsed))
         except ValueError:
-            return sha256_digest(arguments)
-        if isinstance(parsed, dict):
-            return sha256_digest(canonical_json(parsed))
+            pass
         return sha256_digest(arguments)
     if isinstance(arguments, bytes | bytearray):
         return sha256_digest(bytes(arguments))
