@@ -243,9 +243,13 @@ class Veto:
                 raise InvalidToolCall(f"context is not JSON: {e}") from None
             headers = (spans.trace_headers(span) if span is not None and
                        getattr(self.engine, "sends_headers", True) else None)
-            answer = self.engine.decide(
-                {"tool": tool, "args": args, "context": ctx, "model": model,
-                 "call_id": call_id}, headers=headers)
+            input = {"tool": tool, "args": args, "context": ctx, "model": model,
+                     "call_id": call_id}
+            if getattr(self.engine, "takes_text", False):
+                answer = self.engine.decide(input, headers=headers, text=_input_text(
+                    tool, args_text, ctx_text, model, call_id))
+            else:
+                answer = self.engine.decide(input, headers=headers)
             opa_decision_id = answer.opa_decision_id
             d = _flatten(answer.decision)
         except (EngineError, InvalidToolCall) as e:
@@ -301,9 +305,9 @@ class Veto:
 
     # -- pieces of guard() ---------------------------------------------------------------------
 
-    def _arguments(self, arguments: Any) -> tuple[dict[str, Any], str | None]:
-        """The arguments as an object and, when it had to be made to check them (an object
-        was passed, not text), its canonical JSON text: the record's digest is taken over it.
+    def _arguments(self, arguments: Any) -> tuple[dict[str, Any], str]:
+        """The arguments as an object and its canonical JSON text: the engine's input holds
+        it and the record's digest is taken over it.
 
         Raises:
             InvalidToolCall: not an object, not JSON, or over the size limit.
@@ -331,8 +335,6 @@ class Veto:
                                   f"{_json_type(arguments)}")
         if not isinstance(value, dict):
             raise InvalidToolCall(f"arguments must be a JSON object, found {_json_type(value)}")
-        if isinstance(arguments, str):
-            return value, None   # parsed JSON: it has a canonical text
         try:
             # Keys of mixed types cannot be sorted: no canonical text, so no record, can hold
             # them; NaN and infinities have no JSON at all.
@@ -545,6 +547,20 @@ def _flatten(decision: dict[str, Any]) -> dict[str, Any]:
     policy = decision.get("policy") or {}
     return {**decision, "policy_name": policy.get("name"),
             "policy_revision": policy.get("revision")}
+
+
+def _input_text(tool: str, args_text: str | None, ctx_text: str | None, model: Any,
+                call_id: Any) -> str | None:
+    """The engine's input as JSON text, made from the canonical texts of the arguments and the
+    context that guard() made when it checked them; None when it cannot be made that way (the
+    engine then serialises the input itself, and reports what is wrong with it)."""
+    if args_text is None or ctx_text is None:
+        return None
+    try:
+        return (f'{{"tool":{json.dumps(tool)},"args":{args_text},"context":{ctx_text},'
+                f'"model":{json.dumps(model)},"call_id":{json.dumps(call_id)}}}')
+    except (TypeError, ValueError):
+        return None
 
 
 def _fail_closed(cause: str, message: str) -> dict[str, Any]:

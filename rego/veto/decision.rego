@@ -44,6 +44,22 @@ decision := _no_hit_decision if {
 }
 
 # METADATA
+# title: Decision for this tool call, null when no rule applies
+# description: |
+#   `decision` when at least one rule is true or in error for this tool call; null when
+#   none is, and the decision is then `no_rule_decision`, which does not depend on the
+#   input. For engines in the caller's process: they read `no_rule_decision` once, and
+#   for most calls OPA then returns a null instead of a whole decision object.
+outcome := null if {
+	count(_hits) == 0
+} else := decision
+
+# METADATA
+# title: Decision for a tool call that no rule applies to
+# description: The same for every input; `decision` is this object when `outcome` is null.
+no_rule_decision := _no_hit_decision
+
+# METADATA
 # title: Decision restricted to some policies
 # description: |
 #   The same object as `decision`, computed over the policy packages named in

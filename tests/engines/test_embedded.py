@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -10,10 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opa_bindings import OpaEngine
 
 from tests.engines.conftest import SEED_CASES, call, module_bundle
 from veto_opa.engines import EngineAnswer
+from veto_opa.engines import embedded as embedded_module
 from veto_opa.engines.embedded import EmbeddedEngine
 from veto_opa.errors import BundleError, EngineUnavailable
 from veto_opa.translators.bundle import Bundle, load_into_engine
@@ -107,30 +111,27 @@ def test_eight_threads_decide_correctly(embedded: EmbeddedEngine) -> None:
 
 
 class _Gauge:
-    """Counts evaluations running at the same time, by wrapping each pool engine."""
+    """Counts evaluations running at the same time, on distinct OPA engines of the pool, by
+    wrapping the engine module's one evaluation function."""
 
-    def __init__(self, engine: EmbeddedEngine) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.lock = threading.Lock()
         self.active: set[int] = set()
         self.peak: set[int] = set()
-        for opa in engine._pool.engines:
-            opa.eval_document = self._wrap(opa)   # type: ignore[method-assign]
+        evaluate = embedded_module._evaluate
 
-    def _wrap(self, opa: OpaEngine) -> Callable[..., Any]:
-        evaluate = opa.eval_document
-
-        def instrumented(*args: Any, **kwargs: Any) -> Any:
+        def instrumented(opa: OpaEngine, *args: Any) -> Any:
             with self.lock:
                 self.active.add(id(opa))
                 if len(self.active) > len(self.peak):
                     self.peak = set(self.active)
             try:
-                return evaluate(*args, **kwargs)
+                return evaluate(opa, *args)
             finally:
                 with self.lock:
                     self.active.discard(id(opa))
 
-        return instrumented
+        monkeypatch.setattr(embedded_module, "_evaluate", instrumented)
 
 
 def _slow_engine_and_input() -> tuple[EmbeddedEngine, dict[str, Any]]:
@@ -144,10 +145,10 @@ def _slow_engine_and_input() -> tuple[EmbeddedEngine, dict[str, Any]]:
         n *= 2
 
 
-def test_two_engines_evaluate_at_the_same_time() -> None:
+def test_two_engines_evaluate_at_the_same_time(monkeypatch: pytest.MonkeyPatch) -> None:
     engine, input = _slow_engine_and_input()
     try:
-        gauge = _Gauge(engine)
+        gauge = _Gauge(monkeypatch)
         with ThreadPoolExecutor(2) as pool:
             answers = list(pool.map(lambda _: engine.decide(input), range(8)))
         assert {a.decision["decision"] for a in answers} == {"allow"}
@@ -179,13 +180,84 @@ def test_two_engines_are_faster_than_one() -> None:
         engine.close()
 
 
-def test_more_threads_than_engines_wait_for_an_idle_engine() -> None:
+def test_more_threads_than_engines_wait_for_an_idle_engine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     with EmbeddedEngine(module_bundle(decision_module("a")), pool_size=1) as engine:
-        gauge = _Gauge(engine)
+        gauge = _Gauge(monkeypatch)
         with ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(lambda _: engine.decide({}), range(300)))
         assert {a.decision["rule"] for a in answers} == {"a"}
         assert len(gauge.peak) == 1
+
+
+# -- what a call evaluates -----------------------------------------------------------------------
+
+def test_a_compiled_bundle_is_evaluated_through_outcome(embedded: EmbeddedEngine) -> None:
+    assert embedded.document == "veto.outcome"
+
+
+def test_a_bundle_without_outcome_is_evaluated_through_its_decision() -> None:
+    with EmbeddedEngine(module_bundle(decision_module("a")), pool_size=1) as engine:
+        assert engine.document == "veto.decision"
+        assert engine.decide({}).decision["rule"] == "a"
+
+
+def test_another_query_is_evaluated_as_it_is(seed_bundle: Bundle) -> None:
+    with EmbeddedEngine(seed_bundle, pool_size=1, query="veto.no_rule_decision") as engine:
+        assert engine.document == "veto.no_rule_decision"
+        assert engine.decide({}).decision["reason"] == (
+            "no rule applies; policy policies defaults to allow")
+
+
+def test_the_no_rule_decision_is_a_fresh_object_each_time(embedded: EmbeddedEngine) -> None:
+    input = call("send_email", {"to": "a@example.com"})
+    first = embedded.decide(input).decision
+    first["matched"].append({"rule": "changed by the caller"})
+    first["policy"]["name"] = "changed"
+    second = embedded.decide(input).decision
+    assert second["matched"] == [] and second["policy"]["name"] == "policies"
+
+
+def test_the_text_is_evaluated_not_the_input(embedded: EmbeddedEngine) -> None:
+    denied = SEED_CASES[0][0]
+    answer = embedded.decide(call("send_email", {}), text=json.dumps(denied))
+    assert answer.decision["rule"] == "block_production_database_deletes"
+
+
+def test_without_the_bindings_library_the_public_method_decides(
+        embedded: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded_module, "_LIB", None)
+    calls = []
+    for opa in embedded._pool.engines:
+        evaluate = opa.eval_document
+        monkeypatch.setattr(opa, "eval_document",
+                            lambda *a, _e=evaluate, **k: calls.append(a[0]) or _e(*a, **k))
+    for input, decision, rule in SEED_CASES:
+        got = embedded.decide(input).decision
+        assert (got["decision"], got["rule"]) == (decision, rule)
+    assert calls == ["veto.outcome"] * len(SEED_CASES)
+
+
+_value = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from([
+    "analytics", "sandbox", "billing", "DROP TABLE t", "select 1", "delete from t",
+    "ALTER TABLE t", "stripe", "/secrets/root/k", "/x/master-key", "production", "viewer"]),
+    st.lists(st.integers(0, 3), max_size=2))
+_fields = st.dictionaries(st.sampled_from(["statement", "database", "service", "secret_path",
+                                           "environment", "user_role", "other"]),
+                          _value, max_size=4)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tool=st.sampled_from(["execute_sql", "rotate_secret", "send_email"]), args=_fields,
+       context=_fields, as_text=st.booleans())
+def test_decides_as_the_decision_document_for_any_call(
+        embedded: EmbeddedEngine, direct: Callable[[dict[str, Any]], Any], tool: str,
+        args: dict[str, Any], context: dict[str, Any], as_text: bool) -> None:
+    # outcome (null or the decision) and no_rule_decision give exactly data.veto.decision:
+    # rules true, false and in error, on tools with and without rules.
+    input = {"tool": tool, "args": args, "context": context, "model": None, "call_id": None}
+    text = json.dumps(input, sort_keys=True) if as_text else None
+    assert embedded.decide(input, text=text).decision == direct(input)
 
 
 # -- reload and close ----------------------------------------------------------------------------
@@ -255,9 +327,9 @@ def test_decide_after_close_raises_engine_unavailable() -> None:
         engine.reload(module_bundle(decision_module("b")))
 
 
-def test_close_waits_for_calls_in_flight() -> None:
+def test_close_waits_for_calls_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     engine, input = _slow_engine_and_input()
-    gauge = _Gauge(engine)
+    gauge = _Gauge(monkeypatch)
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(engine.decide, input) for _ in range(2)]
         deadline = time.monotonic() + 10

@@ -67,6 +67,14 @@ def test_posts_the_input_to_the_data_api(rest: RestEngine, standin: OpaStandin) 
     assert json.loads(request.body) == {"input": input}
 
 
+def test_posts_the_input_text_as_it_is_given(rest: RestEngine, standin: OpaStandin) -> None:
+    input, decision, rule = SEED_CASES[0]
+    text = json.dumps(input, sort_keys=True, separators=(",", ":"))
+    answer = rest.decide({"tool": "not read"}, text=text)
+    assert standin.requests[-1].body == b'{"input":' + text.encode() + b"}"
+    assert (answer.decision["decision"], answer.decision["rule"]) == (decision, rule)
+
+
 def test_decision_id_is_captured(rest: RestEngine) -> None:
     first, second = rest.decide(SEED_CASES[0][0]), rest.decide(SEED_CASES[0][0])
     assert first.opa_decision_id is not None and UUID.match(first.opa_decision_id)

@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import SEED
 from veto_opa import ApprovalRequired, Decision, Denied, PolicyError, Veto
 from veto_opa.engines import EmbeddedEngine, RestEngine
+from veto_opa.engines.fake import FakeEngine
+from veto_opa.records import SQLiteRecordStore, canonical_json, sha256_digest
 
 PROD = {"environment": "production", "user_role": "sre"}
 DROP = {"statement": "DROP TABLE customers", "database": "analytics"}
@@ -91,6 +93,56 @@ def test_arguments_as_mistral_json_text(veto: Veto) -> None:
     assert empty.decision == "deny" and empty.rule == "block_root_secret_paths"
     assert [e["rule"] for e in empty.errors] == ["secret_rotation_high_value",
                                                  "block_root_secret_paths"]
+
+
+class _TextEngine(FakeEngine):
+    """A fake engine that takes the input's text, and keeps the texts it got."""
+
+    takes_text = True
+
+    def __init__(self) -> None:
+        super().__init__(lambda input: {
+            "decision": "allow", "rule": None, "reason": "ok", "approvers": [], "matched": [],
+            "errors": [], "policy": {"name": "p", "revision": "r"}})
+        self.texts: list[str | None] = []
+
+    def decide(self, input, *, headers=None, text=None):  # noqa: ANN001, ANN201
+        self.texts.append(text)
+        return super().decide(input, headers=headers)
+
+
+@pytest.mark.parametrize("arguments", [
+    {"statement": "SELECT 'é'", "database": "analytics", "n": [1, 2.5, None]},
+    '{"n": [1, 2.5, null],  "statement": "SELECT \'\\u00e9\'", "database": "analytics"}',
+])
+def test_engine_gets_the_canonical_input_text(tmp_path: Path, arguments: object) -> None:
+    engine = _TextEngine()
+    with Veto(engine=engine, home=tmp_path) as veto:
+        d = veto.guard("execute_sql", arguments, PROD, model="m", call_id="c1")
+    (input, _), = engine.calls
+    text, = engine.texts
+    assert json.loads(text) == input == {
+        "tool": "execute_sql", "args": {"statement": "SELECT 'é'", "database": "analytics",
+                                        "n": [1, 2.5, None]},
+        "context": PROD, "model": "m", "call_id": "c1"}
+    # The arguments and the context are in it as the record's canonical texts.
+    assert canonical_json(input["args"]) in text and canonical_json(PROD) in text
+    assert veto_record_digest(tmp_path, d.decision_id) == sha256_digest(
+        canonical_json(input["args"]))
+
+
+def veto_record_digest(home: Path, decision_id: str) -> str:
+    with SQLiteRecordStore(home / "records.sqlite3") as store:
+        return store.get(decision_id).arguments_sha256
+
+
+def test_engines_without_takes_text_get_no_text(tmp_path: Path) -> None:
+    # FakeEngine.decide has no text parameter: passing one would be a TypeError, a deny.
+    engine = FakeEngine(lambda input: _TextEngine()._fn(input))
+    with Veto(engine=engine, home=tmp_path) as veto:
+        d = veto.guard("execute_sql", SELECT, PROD)
+    assert (d.decision, d.cause) == ("allow", None)
+    assert len(engine.calls) == 1
 
 
 def test_record_is_committed_before_guard_returns(veto: Veto) -> None:

@@ -39,7 +39,13 @@ class Engine(Protocol):
     """Decides tool calls; implemented by the embedded, REST and fake engines."""
 
     name: str
-    """``"embedded"``, ``"rest"`` or ``"fake"``: recorded with every decision."""
+    """``"embedded"``, ``"rest"`` or ``"fake"``: recorded with every decision.
+
+    Two optional class attributes tell ``Veto.guard()`` what else an engine takes:
+    ``sends_headers`` (default true: pass the span's trace headers) and ``takes_text`` (default
+    false: when true, ``decide`` also takes ``text=``, the JSON text of the input, which
+    ``guard()`` makes anyway for the record, so the engine need not serialise the input).
+    """
 
     def decide(self, input: dict[str, Any], *,
                headers: Mapping[str, str] | None = None) -> EngineAnswer:

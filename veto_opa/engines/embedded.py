@@ -33,21 +33,41 @@ about 45 MB more resident memory (``VETO_GO_HEAP_RESERVE=0 .venv/bin/python
 benchmarks/bench_guard.py`` gives the numbers without it). ``Veto`` reserves
 ``VETO_GO_HEAP_RESERVE`` MiB (16 by default, ``0`` for none) once per process, unless the
 process was started with ``GOGC`` or ``GOMEMLIMIT`` set, which tune the collector directly.
+
+**What a call costs besides OPA's evaluation.** For the decision, the engine evaluates
+``data.veto.outcome`` (``rego/veto/decision.rego``): the decision when a rule is true or in error
+for the call, null when none is. Most calls are of the second kind, and their decision, the
+same for every input, is ``data.veto.no_rule_decision``, read once when the pool is built; a
+null costs OPA less to return, and Python less to parse, than the whole object. A bundle built
+before ``outcome`` existed (or another ``query``) is evaluated as is. Each evaluation calls the
+bindings' C function directly (:func:`_evaluate`) with the input's JSON text, which
+``Veto.guard()`` already holds in canonical form: ``OpaEngine.eval_document`` serialises the
+input again, parses OPA's answer through ``json``'s encoding detection and takes a lock that the
+pool makes redundant. Together that was about a fifth of a raw evaluation of the seed policy's
+decision here (``benchmarks/bench_guard.py`` prints both evaluations). The direct call relies on two
+private names of ``opa_bindings`` (pinned in ``pyproject.toml``); without them the engine uses
+``eval_document``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
 import os
 import queue
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import opa_bindings.engine
 from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
 
 from veto_opa.engines.base import EngineAnswer, check_decision
-from veto_opa.errors import EngineEvaluationError, EngineUnavailable, PolicyNotLoaded
+from veto_opa.errors import (
+    EngineError, EngineEvaluationError, EngineUnavailable, PolicyNotLoaded,
+)
 from veto_opa.translators.bundle import load_into_engine
 
 if TYPE_CHECKING:
@@ -104,14 +124,83 @@ def _build_reserve(mib: int) -> None:
         _reserve_done.set()
 
 
+def _native_library() -> Any:
+    """The bindings' ctypes library, when this version of ``opa_bindings`` exposes it the way
+    :func:`_evaluate` expects (0.4.4 does); None otherwise."""
+    get_lib = getattr(opa_bindings.engine, "_get_lib", None)
+    try:
+        lib = get_lib() if get_lib is not None else None
+    except Exception:  # noqa: BLE001 - the public API still works
+        return None
+    if lib is None or not all(hasattr(lib, name)
+                              for name in ("OpaEvalDocument", "OpaFreeString")):
+        return None
+    return lib
+
+
+_LIB = _native_library()
+_string_at = ctypes.string_at
+_loads = json.loads
+
+
+def _evaluate(engine: OpaEngine, document: str, path: bytes, text: str) -> Any:
+    """``engine.eval_document(document, input)`` for the input's JSON ``text``.
+
+    The same C call and the same answer as the public method (its envelope is read the same
+    way), without serialising the input again or taking the engine's lock: the pool hands an
+    engine to one call at a time, and no Python builtins are registered on it.
+
+    Raises:
+        OpaUndefinedError: the document is undefined.
+        OpaError: OPA's error, or a text that is not UTF-8.
+    """
+    handle = getattr(engine, "_handle", None)
+    if _LIB is None or handle is None:
+        return engine.eval_document(document, _loads(text))
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise OpaError("invalid_argument", f"value is not valid UTF-8: {e}") from None
+    pointer = _LIB.OpaEvalDocument(handle, path, data, 0, 0)
+    if not pointer:
+        raise OpaError("internal", "native call returned NULL")
+    try:
+        raw = _string_at(pointer)
+    finally:
+        _LIB.OpaFreeString(pointer)
+    envelope = _loads(raw.decode("utf-8"))
+    error = envelope.get("error")
+    if error is not None:
+        raise OpaError(error.get("code", "unknown"), error.get("message", ""))
+    for printed in envelope.get("prints") or ():   # Rego print(): as the bindings show them
+        print(f"{printed['location']}: {printed['message']}", file=sys.stderr)
+    results = envelope.get("result")
+    if not results or not results[0].get("expressions"):
+        raise OpaUndefinedError(f"data.{document}")
+    return results[0]["expressions"][0]["value"]
+
+
+def _input_text(input: dict[str, Any]) -> str:
+    return json.dumps(input, ensure_ascii=False, separators=(",", ":"))
+
+
 class _Pool:
-    """OPA engines loaded with one bundle, and the queue of those currently idle."""
+    """OPA engines loaded with one bundle, and the queue of those currently idle.
 
-    __slots__ = ("engines", "idle", "revision")
+    ``document`` is what each call evaluates: ``veto.outcome`` when the bundle defines it,
+    with ``no_rule`` the JSON text of ``veto.no_rule_decision``; otherwise the engine's query,
+    and ``no_rule`` is None.
+    """
 
-    def __init__(self, engines: list[OpaEngine], revision: str) -> None:
+    __slots__ = ("document", "engines", "idle", "no_rule", "path", "revision")
+
+    def __init__(self, engines: list[OpaEngine], revision: str, document: str,
+                 no_rule: str | None) -> None:
         self.engines = engines
         self.revision = revision
+        self.document = document
+        self.path = document.encode("utf-8")
+        self.no_rule = no_rule
         self.idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for engine in engines:
             self.idle.put(engine)
@@ -142,8 +231,10 @@ class EmbeddedEngine:
     name = "embedded"
 
     #: In-process: there is no request to carry trace context.
-
     sends_headers = False
+
+    #: ``decide`` takes the input's JSON text (``text=``) instead of serialising the input.
+    takes_text = True
 
     def __init__(self, bundle: Bundle, *, pool_size: int | None = None,
                  query: str = "veto.decision") -> None:
@@ -163,13 +254,21 @@ class EmbeddedEngine:
         """The manifest revision of the bundle currently loaded (``""`` when it has none)."""
         return self._pool.revision
 
-    def decide(self, input: dict[str, Any], *,
-               headers: Mapping[str, str] | None = None) -> EngineAnswer:
+    @property
+    def document(self) -> str:
+        """What each call evaluates, as a dotted path under ``data``: ``veto.outcome`` when
+        the bundle defines it (see the module docstring), otherwise ``query``."""
+        return self._pool.document
+
+    def decide(self, input: dict[str, Any], *, headers: Mapping[str, str] | None = None,
+               text: str | None = None) -> EngineAnswer:
         """Evaluate the decision for one input on an idle OPA engine of the pool.
 
         Args:
             input: the OPA input document.
             headers: ignored (no HTTP request is made).
+            text: the JSON text of ``input``, when the caller has it (keys in any order);
+                then ``input`` itself is not read.
 
         Returns:
             The checked decision; ``opa_decision_id`` is always None.
@@ -180,12 +279,18 @@ class EmbeddedEngine:
             EngineProtocolError: the document is not a decision object.
             EngineUnavailable: the engine has been closed.
         """
+        if text is None:
+            try:
+                text = _input_text(input)
+            except Exception as error:
+                raise EngineEvaluationError(
+                    f"{self._failed}: {type(error).__name__}: {error}") from error
         pool = self._pool
         engine = pool.idle.get()
         if engine is _RETIRED:
             pool, engine = self._current(pool)
         try:
-            value = engine.eval_document(self.query, input)
+            value = _evaluate(engine, pool.document, pool.path, text)
         except OpaUndefinedError:
             raise PolicyNotLoaded(self._undefined) from None
         except OpaError as error:
@@ -195,6 +300,8 @@ class EmbeddedEngine:
                 f"{self._failed}: {type(error).__name__}: {error}") from error
         finally:
             pool.idle.put(engine)
+        if value is None and pool.no_rule is not None:
+            value = _loads(pool.no_rule)    # a fresh object: the caller may keep and change it
         return EngineAnswer(check_decision(value))
 
     def reload(self, bundle: Bundle) -> None:
@@ -255,16 +362,36 @@ class EmbeddedEngine:
             for engine in engines:
                 engine.close()
             raise errors[0]
-        return _Pool(engines, bundle.revision)
+        document, no_rule = self._document(engines[0])
+        return _Pool(engines, bundle.revision, document, no_rule)
+
+    def _document(self, engine: OpaEngine) -> tuple[str, str | None]:
+        """``("veto.outcome", <no-rule decision as JSON>)`` when the bundle defines both and
+        the no-rule decision is well formed; ``(query, None)`` otherwise (decide() then
+        reports what is wrong, with the real input)."""
+        if self.query != "veto.decision":
+            return self.query, None
+        try:
+            engine.eval_document("veto.outcome", _WARM_INPUT)
+            no_rule = check_decision(engine.eval_document("veto.no_rule_decision"))
+        except (OpaError, EngineError):
+            return self.query, None
+        return "veto.outcome", json.dumps(no_rule, ensure_ascii=False)
 
     def _loaded_engine(self, bundle: Bundle) -> OpaEngine:
         engine = OpaEngine()
         try:
             load_into_engine(bundle, engine)
-            try:
-                engine.eval_document(self.query, _WARM_INPUT)   # prepares and caches the query
-            except OpaError:
-                pass   # undefined or failing: decide() reports it, with the real input
+            documents = [self.query]
+            if self.query == "veto.decision":
+                documents.append("veto.outcome")
+            for document in documents:
+                try:
+                    # Prepares and caches the query, which otherwise costs tens of
+                    # milliseconds on the first call.
+                    engine.eval_document(document, _WARM_INPUT)
+                except OpaError:
+                    pass   # undefined or failing: decide() reports it, with the real input
         except BaseException:
             engine.close()
             raise
