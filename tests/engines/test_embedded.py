@@ -247,7 +247,8 @@ _fields = st.dictionaries(st.sampled_from(["statement", "database", "service", "
                           _value, max_size=4)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tool=st.sampled_from(["execute_sql", "rotate_secret", "send_email"]), args=_fields,
        context=_fields, as_text=st.booleans())
 def test_decides_as_the_decision_document_for_any_call(

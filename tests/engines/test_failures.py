@@ -320,6 +320,15 @@ def test_embedded_exception_outside_opa() -> None:
                                  "Object of type set is not JSON serializable")
 
 
+def test_embedded_input_that_is_not_json() -> None:
+    # As the REST engine: NaN has no JSON text, so it is refused before OPA sees anything.
+    with EmbeddedEngine(module_bundle(UNDEFINED), pool_size=1) as engine, \
+            pytest.raises(EngineEvaluationError) as raised:
+        engine.decide({"args": {"x": float("nan")}})
+    assert str(raised.value) == ("OPA could not evaluate data.veto.decision: ValueError: "
+                                 "Out of range float values are not JSON compliant")
+
+
 def test_embedded_malformed_result() -> None:
     with EmbeddedEngine(module_bundle(MALFORMED), pool_size=1) as engine, \
             pytest.raises(EngineProtocolError) as raised:

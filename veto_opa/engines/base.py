@@ -10,6 +10,7 @@ shared by all engines.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -67,6 +68,16 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release the engine's resources; ``decide`` must not be called afterwards."""
         ...
+
+
+def input_text(input: dict[str, Any]) -> str:
+    """The JSON text of an input document, for engines given no ``text=``: compact, UTF-8
+    kept as is.
+
+    Raises:
+        TypeError, ValueError: the input is not JSON (NaN and infinities included).
+    """
+    return json.dumps(input, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def check_decision(value: object) -> dict[str, Any]:

@@ -43,10 +43,10 @@ before ``outcome`` existed (or another ``query``) is evaluated as is. Each evalu
 bindings' C function directly (:func:`_evaluate`) with the input's JSON text, which
 ``Veto.guard()`` already holds in canonical form: ``OpaEngine.eval_document`` serialises the
 input again, parses OPA's answer through ``json``'s encoding detection and takes a lock that the
-pool makes redundant. Together that was about a fifth of a raw evaluation of the seed policy's
-decision here (``benchmarks/bench_guard.py`` prints both evaluations). The direct call relies on two
-private names of ``opa_bindings`` (pinned in ``pyproject.toml``); without them the engine uses
-``eval_document``.
+pool makes redundant. Together that was about a fifth of a raw evaluation of the seed
+policy's decision here (``benchmarks/bench_guard.py`` prints both evaluations). The direct call
+relies on two private names of ``opa_bindings`` (pinned in ``pyproject.toml``); without them
+the engine uses ``eval_document``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import opa_bindings.engine
 from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
 
-from veto_opa.engines.base import EngineAnswer, check_decision
+from veto_opa.engines.base import EngineAnswer, check_decision, input_text
 from veto_opa.errors import (
     EngineError, EngineEvaluationError, EngineUnavailable, PolicyNotLoaded,
 )
@@ -180,10 +180,6 @@ def _evaluate(engine: OpaEngine, document: str, path: bytes, text: str) -> Any:
     return results[0]["expressions"][0]["value"]
 
 
-def _input_text(input: dict[str, Any]) -> str:
-    return json.dumps(input, ensure_ascii=False, separators=(",", ":"))
-
-
 class _Pool:
     """OPA engines loaded with one bundle, and the queue of those currently idle.
 
@@ -281,7 +277,7 @@ class EmbeddedEngine:
         """
         if text is None:
             try:
-                text = _input_text(input)
+                text = input_text(input)
             except Exception as error:
                 raise EngineEvaluationError(
                     f"{self._failed}: {type(error).__name__}: {error}") from error

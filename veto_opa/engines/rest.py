@@ -104,7 +104,7 @@ from requests.utils import (
 from urllib3.util.ssl_ import create_urllib3_context
 
 from veto_opa import __version__
-from veto_opa.engines.base import EngineAnswer, check_decision
+from veto_opa.engines.base import EngineAnswer, check_decision, input_text
 from veto_opa.errors import (
     EngineError,
     EngineProtocolError,
@@ -245,8 +245,7 @@ class RestEngine:
                 request_headers[name] = value
         try:
             if text is None:
-                text = json.dumps(input, separators=(",", ":"), ensure_ascii=False,
-                                  allow_nan=False)
+                text = input_text(input)
             body = f'{{"input":{text}}}'.encode()
         except (TypeError, ValueError) as error:
             raise EngineProtocolError(f"the input cannot be sent to OPA as JSON: {error}") from None
