@@ -253,6 +253,55 @@ def test_a_forger_who_rehashes_everything_changes_the_head(store: SQLiteRecordSt
     assert after.head_hash != before
 
 
+def test_an_anchor_catches_the_forger_who_rehashes_everything(
+        store: SQLiteRecordStore) -> None:
+    for _ in range(5):
+        store.append(decision_fields())
+    head = store.verify()
+    with sqlite3.connect(store.path) as conn:
+        (fifth,) = conn.execute("SELECT record_hash FROM records WHERE sequence = 5").fetchone()
+    assert (head.head_sequence, head.head_hash) == (5, fifth)
+    for _ in range(3):   # later records do not disturb an anchor
+        store.append(decision_fields())
+    assert store.verify(anchors={5: head.head_hash}).ok
+
+    edit_json(store, 3, lambda d: d.update(reason="fine"))
+    rehash_from(store, 3)
+    assert store.verify().ok   # the chain alone cannot tell
+    result = store.verify(anchors={5: head.head_hash})
+
+    assert (result.ok, result.first_bad_sequence, result.count) == (False, 5, 4)
+    assert result.problem is not None and "differs from the anchor " + head.head_hash in (
+        result.problem)
+
+
+def test_an_anchor_catches_a_chain_cut_short(store: SQLiteRecordStore) -> None:
+    for _ in range(5):
+        store.append(decision_fields())
+    head = store.verify()
+    sql(store, "DELETE FROM records WHERE sequence > 3")
+    assert store.verify().ok   # what is left is a whole chain
+
+    result = store.verify(anchors={head.head_sequence: head.head_hash})
+
+    assert (result.ok, result.first_bad_sequence, result.count) == (False, 5, 3)
+    assert result.problem == ("the chain ends at sequence 3, before the anchored sequence 5: "
+                              "records were removed")
+
+
+def test_an_anchor_with_another_hash_fails_there() -> None:
+    checker = ChainChecker(anchors={2: "sha256:" + "0" * 64})
+    prev = GENESIS_HASH
+    for sequence in (1, 2, 3):
+        document = {"kind": "decision", "sequence": sequence, "prev_hash": prev, "n": sequence}
+        _, prev = seal(document)
+        checker.feed(document)
+    result = checker.result()
+    assert (result.ok, result.first_bad_sequence, result.count) == (False, 2, 1)
+    assert (result.head_sequence, result.head_hash) == (1, record_hash(
+        {"kind": "decision", "sequence": 1, "prev_hash": GENESIS_HASH, "n": 1}))
+
+
 def test_edit_of_a_middle_row_also_breaks_the_next_link() -> None:
     """A forger who rehashes only the edited row is caught at the following one."""
     checker = ChainChecker()
@@ -377,6 +426,17 @@ def test_export_verifies_and_matches_the_store(store: SQLiteRecordStore, export_
     result = verify_export(export_file)
     assert result.ok and result.count == 5
     assert result.head_hash == store.verify().head_hash
+
+
+def test_verify_export_with_anchors(store: SQLiteRecordStore, export_file: Path) -> None:
+    head = store.verify()
+    assert verify_export(export_file, anchors={head.head_sequence: head.head_hash}).ok
+    wrong = verify_export(export_file, anchors={1: "sha256:" + "1" * 64})
+    assert (wrong.ok, wrong.first_bad_sequence) == (False, 1)
+    # A filtered export may end before an anchor; a whole one may not.
+    later = {head.head_sequence + 1: head.head_hash}
+    assert verify_export(export_file, allow_gaps=True, anchors=later).ok
+    assert not verify_export(export_file, anchors=later).ok
 
 
 def test_verify_export_catches_an_edited_line(export_file: Path) -> None:

@@ -288,6 +288,49 @@ def test_verify_store(
     assert (report["ok"], report["first_bad_sequence"], report["count"]) == (False, 3, 2)
 
 
+def test_verify_prints_an_anchor_that_a_later_verify_checks(
+    capsys: pytest.CaptureFixture[str], home: Path, records: list[DecisionRecord]
+) -> None:
+    code, out, _ = run(capsys, "decisions", "verify", "--home", str(home), "--json")
+    report = json.loads(out)
+    anchor = f"{report['head_sequence']}:{report['head_hash']}"
+    assert report["head_sequence"] == 5
+    code, out, _ = run(capsys, "decisions", "verify", "--home", str(home))
+    assert code == 0 and out.rstrip().endswith(f"(anchor: --anchor {anchor})")
+
+    code, out, _ = run(capsys, "decisions", "verify", "--home", str(home), "--anchor", anchor)
+    assert code == 0 and "chain intact" in out
+
+    with sqlite3.connect(store_path(home)) as conn:   # cut short: a whole chain of 4 is left
+        conn.execute("DELETE FROM records WHERE sequence = 5")
+    code, out, _ = run(capsys, "decisions", "verify", "--home", str(home))
+    assert code == 0
+    code, out, _ = run(capsys, "decisions", "verify", "--home", str(home), "--anchor", anchor)
+    assert code == 1
+    assert out.splitlines()[0] == (
+        f"FAILED: {store_path(home)}: sequence 5: the chain ends at sequence 4, before the "
+        "anchored sequence 5: records were removed")
+
+
+@pytest.mark.parametrize("anchor", ["5", "x:sha256:" + "0" * 64, "5:sha256:abc",
+                                    "0:sha256:" + "0" * 64, "5:md5:" + "0" * 64])
+def test_verify_refuses_a_malformed_anchor(
+    capsys: pytest.CaptureFixture[str], home: Path, anchor: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run(capsys, "decisions", "verify", "--home", str(home), "--anchor", anchor)
+    assert exited.value.code == 2
+    assert "expected SEQUENCE:sha256:<64 hex digits>" in capsys.readouterr().err
+
+
+def test_verify_refuses_two_anchors_for_one_sequence(
+    capsys: pytest.CaptureFixture[str], home: Path, records: list[DecisionRecord]
+) -> None:
+    code, _, err = run(capsys, "decisions", "verify", "--home", str(home),
+                       "--anchor", "2:sha256:" + "0" * 64, "--anchor", "2:sha256:" + "1" * 64)
+    assert code == 1 and "two anchors for sequence 2" in err
+
+
 def test_verify_allow_gaps_needs_export(
     capsys: pytest.CaptureFixture[str], home: Path, records: list[DecisionRecord]
 ) -> None:

@@ -70,10 +70,22 @@ _EPILOG_VERIFY = """\
 examples:
   veto-opa decisions verify                      (the store under --home)
   veto-opa decisions verify --export audit.jsonl (an export file, offline)
+  veto-opa decisions verify --anchor 1200:sha256:9f2c...  (a head printed by an earlier
+                                                  verify, kept where the store's writers
+                                                  cannot change it)
 """
 
 _COLUMNS = ("time", "decision", "tool", "rule", "reason", "decision_id")
 _WIDTH = {"tool": 32, "rule": 40, "reason": 48}
+
+
+def _anchor_arg(text: str) -> tuple[int, str]:
+    sequence, _, digest = text.partition(":")
+    if (not sequence.isdigit() or int(sequence) < 1 or not digest.startswith("sha256:")
+            or len(digest) != 71 or any(c not in "0123456789abcdef" for c in digest[7:])):
+        raise argparse.ArgumentTypeError(
+            f"expected SEQUENCE:sha256:<64 hex digits>, as verify prints the head, found {text!r}")
+    return int(sequence), digest
 
 
 def _timestamp_arg(text: str) -> str:
@@ -179,6 +191,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     verify.add_argument("--export", metavar="FILE", help="verify a JSONL export file instead")
+    verify.add_argument(
+        "--anchor",
+        metavar="SEQUENCE:HASH",
+        type=_anchor_arg,
+        action="append",
+        default=[],
+        help="a head printed by an earlier verify: the record at SEQUENCE must still have "
+        "HASH and the chain must still reach it (repeatable)",
+    )
     verify.add_argument(
         "--allow-gaps",
         action="store_true",
@@ -319,10 +340,12 @@ def _report(result: VerifyResult, what: str, as_json: bool) -> int:
                 "first_bad_sequence": result.first_bad_sequence,
                 "problem": result.problem,
                 "head_hash": result.head_hash,
+                "head_sequence": result.head_sequence,
             }
         )
     elif result.ok:
-        head = f", head {result.head_hash}" if result.head_hash else ""
+        head = (f", head {result.head_hash} (anchor: --anchor "
+                f"{result.head_sequence}:{result.head_hash})" if result.head_hash else "")
         print(f"ok: {what}: {result.count} records, chain intact{head}")
     else:
         where = (
@@ -336,15 +359,20 @@ def _report(result: VerifyResult, what: str, as_json: bool) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    anchors: dict[int, str] = {}
+    for sequence, digest in args.anchor:
+        if anchors.setdefault(sequence, digest) != digest:
+            return fail(f"two anchors for sequence {sequence}: {anchors[sequence]} and {digest}")
     if args.export:
         try:
-            result = verify_export(args.export, allow_gaps=args.allow_gaps)
+            result = verify_export(args.export, allow_gaps=args.allow_gaps, anchors=anchors)
         except RecordError as exc:
             return fail(str(exc))
         return _report(result, args.export, args.json)
     if args.allow_gaps:
         return fail("--allow-gaps applies to --export only")
-    return _with_store(args, lambda store: _report(store.verify(), str(store.path), args.json))
+    return _with_store(args, lambda store: _report(store.verify(anchors=anchors),
+                                                   str(store.path), args.json))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from veto_opa.errors import RecordError
 from veto_opa.records.model import ChainChecker, VerifyResult, canonical_json
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
 CSV_COLUMNS: tuple[str, ...] = (
     "kind",
@@ -158,13 +158,16 @@ def write_csv(path: str | os.PathLike[str], documents: Iterable[dict[str, Any]])
     return count
 
 
-def verify_export(path: str | os.PathLike[str], *, allow_gaps: bool = False) -> VerifyResult:
+def verify_export(path: str | os.PathLike[str], *, allow_gaps: bool = False,
+                  anchors: Mapping[int, str] | None = None) -> VerifyResult:
     """Check a JSONL export offline: every hash, every link, and the manifest if present.
 
     Args:
         path: the ``.jsonl`` file written by ``RecordStore.export``.
         allow_gaps: accept missing sequences, as in an export made with filters. Without it
             the file must hold the whole chain from sequence 1.
+        anchors: ``{sequence: record_hash}`` kept from earlier verifications: each anchored
+            entry in the file must have that hash (see ``ChainChecker``).
 
     Returns:
         A :class:`VerifyResult` naming the first bad sequence.
@@ -173,7 +176,7 @@ def verify_export(path: str | os.PathLike[str], *, allow_gaps: bool = False) -> 
         RecordError: the file cannot be read.
     """
     path = Path(path)
-    checker = ChainChecker(allow_gaps=allow_gaps)
+    checker = ChainChecker(allow_gaps=allow_gaps, anchors=anchors)
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:

@@ -441,8 +441,10 @@ class VerifyResult:
         first_bad_sequence: the sequence where the chain first breaks (for a missing entry,
             the missing sequence number), or None.
         problem: what is wrong there, in one sentence, or None.
-        head_hash: ``record_hash`` of the last good entry (anchor it elsewhere to detect
-            truncation), or None for an empty chain.
+        head_hash: ``record_hash`` of the last good entry, or None for an empty chain.
+        head_sequence: its sequence. Kept elsewhere (out of reach of whoever can write the
+            store), ``(head_sequence, head_hash)`` is an anchor: a later ``verify`` given it
+            catches a chain rewritten, or cut short, before that point.
     """
 
     ok: bool
@@ -450,6 +452,7 @@ class VerifyResult:
     first_bad_sequence: int | None = None
     problem: str | None = None
     head_hash: str | None = None
+    head_sequence: int | None = None
 
 
 class ChainChecker:
@@ -458,10 +461,16 @@ class ChainChecker:
     Args:
         allow_gaps: accept missing sequence numbers (a filtered export); every entry's own
             hash and every link between consecutive sequences are still checked.
+        anchors: ``{sequence: record_hash}`` taken from earlier verifications (their heads).
+            A hash chain alone does not catch a forger who rewrites every hash after an
+            edit; an anchor kept elsewhere does: the entry at that sequence must still have
+            that hash, and the chain must still reach it (without ``allow_gaps``).
     """
 
-    def __init__(self, *, allow_gaps: bool = False) -> None:
+    def __init__(self, *, allow_gaps: bool = False,
+                 anchors: Mapping[int, str] | None = None) -> None:
         self.allow_gaps = allow_gaps
+        self.anchors = dict(anchors or {})
         self.count = 0
         self.last_sequence = 0
         self.last_hash: str | None = None
@@ -538,12 +547,26 @@ class ChainChecker:
                     f"column {name}={value!r} does not match the record's "
                     f"{name}={document.get(name)!r}",
                 )
+        anchored = self.anchors.get(sequence)
+        if anchored is not None and anchored != recomputed:
+            return self.fail(
+                sequence,
+                f"record_hash {recomputed} differs from the anchor {anchored}: this record or "
+                "one before it was changed after the anchor was taken",
+            )
         self.count += 1
         self.last_sequence = sequence
         self.last_hash = recomputed
         return True
 
     def result(self) -> VerifyResult:
+        """The outcome so far; a chain that ends before an anchored sequence is cut short
+        (unless gaps are allowed: a filtered export may end anywhere)."""
+        beyond = [sequence for sequence in self.anchors if sequence > self.last_sequence]
+        if beyond and not self.allow_gaps:
+            self.fail(min(beyond), f"the chain ends at sequence {self.last_sequence}, before "
+                                   f"the anchored sequence {min(beyond)}: records were removed")
         return VerifyResult(
-            self.ok, self.count, self.first_bad_sequence, self.problem, self.last_hash
+            self.ok, self.count, self.first_bad_sequence, self.problem, self.last_hash,
+            self.last_sequence if self.count else None,
         )

@@ -232,7 +232,7 @@ class RecordStore(Protocol):
         until: TimeBound = None,
     ) -> int: ...
 
-    def verify(self) -> VerifyResult: ...
+    def verify(self, *, anchors: Mapping[int, str] | None = None) -> VerifyResult: ...
 
     def close(self) -> None: ...
 
@@ -853,7 +853,7 @@ class SQLiteRecordStore:
             except OSError as exc:
                 raise RecordError(f"cannot write the export {path}: {exc}") from exc
 
-    def verify(self) -> VerifyResult:
+    def verify(self, *, anchors: Mapping[int, str] | None = None) -> VerifyResult:
         """Recompute the whole chain in sequence order.
 
         Checks each entry's hash against its content, each ``prev_hash`` against the entry
@@ -861,10 +861,15 @@ class SQLiteRecordStore:
         with the stored document — so an edit to any column, a deleted, inserted or moved row
         is reported with its sequence.
 
+        Args:
+            anchors: ``{sequence: record_hash}``, heads of earlier verifications kept
+                elsewhere (see :class:`~veto_opa.records.model.ChainChecker`): they also
+                catch a chain rewritten with new hashes, or cut short, before them.
+
         Raises:
             RecordError: the database cannot be read.
         """
-        checker = ChainChecker()
+        checker = ChainChecker(anchors=anchors)
         columns = ", ".join(("sequence", *_MIRRORED, "json"))
         with closing(self._scan(f"SELECT {columns} FROM records ORDER BY sequence")) as rows:
             for row in rows:
