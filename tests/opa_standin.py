@@ -293,12 +293,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _data(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
         try:
             if method == "POST":
-                request = json.loads(body) if body.strip() else {}
+                # Go's decoder refuses NaN and Infinity, which Python's accepts.
+                request = json.loads(body, parse_constant=_not_json) if body.strip() else {}
                 if not isinstance(request, dict):
                     raise ValueError("expected a JSON object")
                 input = request.get("input")
             else:
-                input = json.loads(query["input"][0]) if "input" in query else None
+                input = (json.loads(query["input"][0], parse_constant=_not_json)
+                         if "input" in query else None)
         except ValueError as error:
             self._json(400, {"code": "invalid_parameter",
                              "message": f"body contains malformed input document: {error}"})
@@ -315,3 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def _not_json(constant: str) -> object:
+    raise ValueError(f"invalid character {constant[0]!r} looking for beginning of value")

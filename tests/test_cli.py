@@ -125,9 +125,117 @@ def test_eval_with_a_built_bundle(capsys, tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["approvers"] == ["security-team"]
 
 
-def test_eval_rejects_bad_json(capsys) -> None:
-    code, _, err = run(capsys, "eval", SEED, "--tool", "x", "--args", "{not json")
-    assert code == 1 and "--args is not valid JSON" in err
+# -- eval decides exactly as guard() does ------------------------------------------------------
+
+@pytest.mark.parametrize("argv, cause, phrase", [
+    (["--tool", "x", "--args", "{not json"], "invalid_tool_call", "not valid JSON text"),
+    (["--tool", "x", "--args", '{"x": NaN}'], "invalid_tool_call", "NaN is not JSON"),
+    (["--tool", "", "--args", "{}"], "invalid_tool_call", "tool name must be a non-empty"),
+    (["--tool", "x", "--args", "[1]"], "invalid_tool_call", "must be a JSON object"),
+])
+def test_eval_fails_closed_as_guard_does(capsys, argv: list[str], cause: str,
+                                         phrase: str) -> None:
+    from veto_opa import Veto
+
+    code, out, err = run(capsys, "eval", SEED, *argv, "--exit-code")
+    decision = json.loads(out)
+    assert (code, err) == (3, "")
+    assert decision["decision"] == "deny" and decision["cause"] == cause
+    assert phrase in decision["reason"]
+    with Veto([SEED], records=False, spans=False, reload_interval=0) as veto:
+        guarded = veto.guard(argv[1], argv[3], {})
+    assert decision["reason"] == guarded.reason
+
+
+def test_eval_defaults_to_veto_policies_yaml(capsys, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "veto").mkdir()
+    (tmp_path / "veto" / "policies.yaml").write_text(Path(SEED).read_text())
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "eval", "--tool", "execute_sql", "--args",
+                       '{"statement": "DROP TABLE t", "database": "main"}',
+                       "--context", '{"environment": "production", "user_role": "sre"}')
+    assert code == 0 and json.loads(out)["rule"] == "block_production_database_deletes"
+
+
+def test_eval_reads_arguments_from_a_file_and_stdin(capsys, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    import io
+
+    call = tmp_path / "call.json"
+    call.write_text('{"statement": "DROP TABLE t", "database": "main"}')
+    context = '{"environment": "production", "user_role": "sre"}'
+    code, out, _ = run(capsys, "eval", SEED, "--tool", "execute_sql", "--args", f"@{call}",
+                       "--context", context)
+    assert json.loads(out)["decision"] == "deny"
+    monkeypatch.setattr("sys.stdin", io.StringIO(call.read_text()))
+    code, out, _ = run(capsys, "eval", SEED, "--tool", "execute_sql", "--args", "-",
+                       "--context", context)
+    assert json.loads(out)["decision"] == "deny"
+    code, _, err = run(capsys, "eval", SEED, "--tool", "x", "--args", f"@{tmp_path}/nope")
+    assert code == 2 and "cannot read" in err
+
+
+@pytest.mark.parametrize("args, code", [
+    ('{"statement": "DROP TABLE t", "database": "main"}', 3),
+    ('{"statement": "SELECT 1", "database": "analytics"}', 0),
+    ('{"statement": "SELECT 1", "database": "billing"}', 4),
+])
+def test_eval_exit_code_is_the_decision(capsys, args: str, code: int) -> None:
+    got, _, _ = run(capsys, "eval", SEED, "--tool", "execute_sql", "--args", args,
+                    "--context", '{"environment": "production", "user_role": "sre"}',
+                    "--exit-code")
+    assert got == code
+
+
+# -- usage errors are one line, exit 2, never a traceback ---------------------------------------
+
+def _rsa_pair(tmp_path: Path) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = tmp_path / "private.pem", tmp_path / "public.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@pytest.mark.parametrize("case", ["output in /proc", "output is a directory",
+                                  "signing with a public key", "ES256 with an RSA key",
+                                  "verifying with a private key", "unknown algorithm"])
+def test_usage_errors_are_one_line(capsys, tmp_path: Path, case: str) -> None:
+    private, public = _rsa_pair(tmp_path)
+    bundle = str(tmp_path / "veto.tar.gz")
+    assert run(capsys, "build", SEED, "-o", bundle)[0] == 0
+    argv, phrase = {
+        "output in /proc": (["build", SEED, "-o", "/proc/x/veto.tar.gz"], "cannot write"),
+        "output is a directory": (["build", SEED, "-o", str(tmp_path)], "is a directory"),
+        "signing with a public key": (["build", SEED, "-o", bundle, "--signing-key",
+                                       str(public)], "(it is a public key)"),
+        "ES256 with an RSA key": (["build", SEED, "-o", bundle, "--signing-key", str(private),
+                                   "--signing-alg", "ES256"], "needs an EC private key"),
+        "verifying with a private key": (["verify", bundle, "--key", str(private)],
+                                         "(it is a private key)"),
+        "unknown algorithm": (["verify", bundle, "--key", str(public), "--alg", "XX1"],
+                              "unknown algorithm 'XX1'"),
+    }[case]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("veto-opa: error: ") and phrase in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_setting_that_is_not_valid_names_its_variable(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("VETO_OPA_TIMEOUT", "abc")
+    code, _, err = run(capsys, "eval", SEED, "--tool", "x")
+    assert code == 2 and "VETO_OPA_TIMEOUT" in err and "'abc'" in err
+    assert "Traceback" not in err and "pydantic" not in err
+
+
+def test_a_home_that_cannot_be_created_is_one_line(capsys) -> None:
+    code, _, err = run(capsys, "demo", "--home", "/proc/x/veto")
+    assert code == 2 and "cannot create the veto home /proc/x/veto" in err
+    assert "Traceback" not in err
 
 
 def test_rego_prints_generated_modules(capsys) -> None:

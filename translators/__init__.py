@@ -19,11 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from veto_opa.translators.bundle import Bundle, read_bundle
 from veto_opa.translators.compiler import Compiled, compile_policies, library_modules
 from veto_opa.translators.loader import load_policies, load_policy
 
-__all__ = ["Compiled", "build", "compile_policies", "library_modules", "load_policies",
-           "load_policy"]
+__all__ = ["Bundle", "Compiled", "build", "compile_policies", "library_modules",
+           "load_policies", "load_policy", "read_bundle"]
 
 
 def build(paths: Sequence[str | Path]) -> Compiled:

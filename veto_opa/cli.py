@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from veto_opa.errors import PolicyError, VetoError
+from veto_opa.errors import ConfigurationError, PolicyError, VetoError
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = len(e.diagnostics)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
         return 1
+    except (UsageError, ConfigurationError) as e:
+        print(f"veto-opa: error: {e}", file=sys.stderr)
+        return 2
     except VetoError as e:
         print(f"veto-opa: error: {e}", file=sys.stderr)
         return 1
@@ -113,16 +116,27 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser(
         "eval", help="decide one tool call", formatter_class=_RAW,
-        description="Print the decision object (data.veto.decision) for one tool call.",
-        epilog="example:\n  veto-opa eval examples/policies.yaml --tool execute_sql \\\n"
+        description="Decide one tool call exactly as Veto.guard() does (records and spans "
+                    "off) and print the decision as JSON. POLICY defaults to "
+                    "veto/policies.yaml. With --exit-code the exit status is the decision: "
+                    "0 allow, 3 deny, 4 require_approval.",
+        epilog="examples:\n  veto-opa eval examples/policies.yaml --tool execute_sql \\\n"
                "      --args '{\"statement\": \"DROP TABLE customers\", \"database\": "
-               "\"analytics\"}' \\\n      --context '{\"environment\": \"production\"}'")
+               "\"analytics\"}' \\\n      --context '{\"environment\": \"production\"}'\n"
+               "  veto-opa eval --tool execute_sql --args @call.json --exit-code\n"
+               "  echo '{\"statement\": \"SELECT 1\"}' | veto-opa eval --tool execute_sql "
+               "--args -")
     ev.add_argument("policies", nargs="*", metavar="POLICY", help="Veto YAML policy files")
     ev.add_argument("--bundle", metavar="BUNDLE", help="decide with a built bundle instead")
     ev.add_argument("--tool", required=True)
-    ev.add_argument("--args", default="{}", metavar="JSON", help="the tool call's arguments")
-    ev.add_argument("--context", default="{}", metavar="JSON")
+    ev.add_argument("--args", default="{}", metavar="JSON",
+                    help="the tool call's arguments: JSON text, @FILE, or - for stdin")
+    ev.add_argument("--context", default="{}", metavar="JSON",
+                    help="the call's context object: JSON text, @FILE, or - for stdin")
     ev.add_argument("--model", default=None)
+    ev.add_argument("--call-id", default=None)
+    ev.add_argument("--exit-code", action="store_true",
+                    help="exit 0 for allow, 3 for deny, 4 for require_approval")
     ev.set_defaults(func=cmd_eval)
 
     rego = commands.add_parser(
@@ -167,11 +181,21 @@ def _policies(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("policies", nargs="+", metavar="POLICY", help="Veto YAML policy files")
 
 
-def _json_arg(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise VetoError(f"--{what} is not valid JSON: {e}") from None
+class UsageError(Exception):
+    """A command used in a way that cannot work: printed on one line, exit status 2."""
+
+
+def _text_arg(value: str, what: str) -> str:
+    """The text of an option that takes JSON, ``@FILE`` or ``-`` (standard input)."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--{what}: cannot read {value[1:]}: "
+                             f"{getattr(e, 'strerror', None) or e}") from None
+    return value
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -202,20 +226,25 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from veto_opa.translators import build, bundle as bundles
 
+    target = Path(args.output or args.dir)
+    if args.output and target.is_dir():
+        raise UsageError(f"-o {target} is a directory: give a file name such as "
+                         f"{target / 'veto.tar.gz'}, or use --dir {target}")
+    key = _key(args.signing_key, args.signing_alg, private=True) if args.signing_key else None
     result = build(args.policies).bundle()
-    if args.signing_key:
-        key = _read_key(args.signing_key, args.signing_alg)
+    if key is not None:
         result = bundles.sign_bundle(result, key=key, algorithm=args.signing_alg,
                                      key_id=args.signing_key_id, scope=args.scope)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        bundles.write_tar_gz(result, args.output)
-        where = args.output
-    else:
-        bundles.write_directory(result, args.dir)
-        where = args.dir
-    signed = " (signed)" if args.signing_key else ""
-    print(f"wrote {where}{signed}: {len(result.files)} files, revision {result.revision}")
+    try:
+        if args.output:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            bundles.write_tar_gz(result, target)
+        else:
+            bundles.write_directory(result, target)
+    except OSError as e:
+        raise UsageError(f"cannot write the bundle to {target}: {e.strerror or e}") from None
+    signed = " (signed)" if key is not None else ""
+    print(f"wrote {target}{signed}: {len(result.files)} files, revision {result.revision}")
     return 0
 
 
@@ -250,31 +279,33 @@ def cmd_test(args: argparse.Namespace) -> int:
     return report.exit_code()
 
 
+_EXIT_CODES = {"allow": 0, "deny": 3, "require_approval": 4}
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    import opa_bindings
+    from veto_opa import Veto
+    from veto_opa._json import loads_json
 
-    from veto_opa.translators import build, bundle as bundles
-
-    if bool(args.bundle) == bool(args.policies):
-        raise VetoError("give policy files or --bundle, not both and not neither")
-    arguments = _json_arg(args.args, "args")
-    context = _json_arg(args.context, "context")
-    if args.bundle:
-        bundle = bundles.read_bundle(args.bundle)
-    else:
-        bundle = build(args.policies).bundle()
-    engine = opa_bindings.OpaEngine()
+    if args.bundle and args.policies:
+        raise UsageError("give policy files or --bundle, not both")
+    if args.args == "-" and args.context == "-":
+        raise UsageError("only one of --args and --context can be read from stdin")
+    arguments = _text_arg(args.args, "args")
     try:
-        bundles.load_into_engine(bundle, engine)
-        decision = engine.eval_document("veto.decision", {
-            "tool": args.tool, "args": arguments, "context": context, "model": args.model,
-            "call_id": None})
-    except opa_bindings.OpaError as e:
-        raise VetoError(f"the engine could not decide: {e}") from None
-    finally:
-        engine.close()
-    print(json.dumps(decision, indent=2, ensure_ascii=False))
-    return 0
+        context = loads_json(_text_arg(args.context, "context"))
+    except ValueError as e:
+        raise UsageError(f"--context is not valid JSON: {e}") from None
+    source: dict[str, Any] = ({"bundle": args.bundle} if args.bundle else
+                              {"policies": args.policies or None})
+    with Veto(**source, records=False, spans=False, reload_interval=0, pool_size=1,
+              go_heap_reserve=0) as veto:
+        decision = veto.guard(args.tool, arguments, context, model=args.model,
+                              call_id=args.call_id)
+    document = decision.verdict.document()
+    if decision.cause is not None:
+        document["cause"] = decision.cause
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return _EXIT_CODES[decision.decision] if args.exit_code else 0
 
 
 def cmd_rego(args: argparse.Namespace) -> int:
@@ -293,9 +324,10 @@ def cmd_rego(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from veto_opa.translators import bundle as bundles
 
+    key = _key(args.key, args.alg, private=False)
     bundle = bundles.read_bundle(args.bundle)
-    bundles.verify_bundle(bundle, key=_read_key(args.key, args.alg), algorithm=args.alg,
-                          key_id=args.key_id, scope=args.scope)
+    bundles.verify_bundle(bundle, key=key, algorithm=args.alg, key_id=args.key_id,
+                          scope=args.scope)
     print(f"ok: {args.bundle} is signed and its {len(bundle.files) - 1} files match the "
           f"signature (revision {bundle.revision})")
     return 0
@@ -307,12 +339,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.policies or None, home=args.home)
 
 
-def _read_key(path: str, algorithm: str) -> bytes:
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+
+
+def _key(path: str, algorithm: str, *, private: bool) -> bytes:
+    """The key in ``path`` for ``algorithm``: a PEM key of the algorithm's type (private to
+    sign, public to verify), or the shared secret for HS*.
+
+    Raises:
+        UsageError: the file cannot be read, the algorithm is unknown, or the key is not of
+            the kind the algorithm and the command need.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from veto_opa.translators.bundle import ALGORITHMS
+
+    if algorithm not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {algorithm!r}; expected one of "
+                         f"{', '.join(sorted(ALGORITHMS))}")
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise VetoError(f"cannot read key {path}: {e.strerror}") from None
-    return data.rstrip(b"\r\n") if algorithm.upper().startswith("HS") else data
+        raise UsageError(f"cannot read key {path}: {e.strerror or e}") from None
+    if algorithm.startswith("HS"):
+        return data.rstrip(b"\r\n")
+    kind = _KEY_TYPES[algorithm[:2]]
+    wanted = "private" if private else "public"
+    try:
+        key: object = (serialization.load_pem_private_key(data, password=None) if private
+                       else serialization.load_pem_public_key(data))
+    except (ValueError, TypeError):
+        other = "public" if private else "private"
+        hint = ""
+        try:
+            (serialization.load_pem_public_key(data) if private
+             else serialization.load_pem_private_key(data, password=None))
+            hint = f" (it is a {other} key)"
+        except (ValueError, TypeError):
+            pass
+        raise UsageError(f"{path} is not a PEM {wanted} key{hint}; "
+                         f"{'signing' if private else 'verifying'} with {algorithm} needs an "
+                         f"{kind} {wanted} key") from None
+    expected = (rsa.RSAPrivateKey, rsa.RSAPublicKey) if kind == "RSA" else (
+        ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)
+    if not isinstance(key, expected):
+        raise UsageError(f"{path} holds a {type(key).__name__.lstrip('_')} key; {algorithm} "
+                         f"needs an {kind} {wanted} key")
+    return data
 
 
 if __name__ == "__main__":

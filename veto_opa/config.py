@@ -43,10 +43,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from veto_opa.errors import ConfigurationError
 
 
 def _split_paths(value: object) -> object:
@@ -85,3 +87,23 @@ class VetoSettings(BaseSettings):
     @classmethod
     def _paths(cls, value: object) -> object:
         return _split_paths(value)
+
+
+def load_settings(**overrides: Any) -> VetoSettings:
+    """The settings from ``VETO_*`` variables, with ``overrides`` (keyword arguments of
+    ``Veto``) taking precedence.
+
+    Raises:
+        ConfigurationError: a setting is invalid; each problem names the setting and its variable
+            (``VETO_OPA_TIMEOUT: Input should be a valid number, found 'abc'``).
+    """
+    try:
+        return VetoSettings(**overrides)
+    except ValidationError as e:
+        problems = []
+        for error in e.errors():
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            where = (f"{name}= (argument)" if name in overrides
+                     else f"VETO_{name.upper()}")
+            problems.append(f"{where}: {error['msg']}, found {error.get('input')!r}")
+        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(problems)) from None

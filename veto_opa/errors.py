@@ -1,6 +1,7 @@
 """Every exception veto-opa raises, in one tree.
 
     VetoError
+    ├── ConfigurationError ..... a setting is invalid, or the veto home cannot be created
     ├── PolicyError ............ a policy file is malformed; carries every Diagnostic found
     ├── BundleError ............ a bundle cannot be built, read or loaded
     │   └── SignatureError ..... a bundle signature is missing, invalid or does not cover the files
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
 
 class VetoError(Exception):
     """Base class of every veto-opa error."""
+
+
+class ConfigurationError(VetoError):
+    """A setting is invalid (naming its ``VETO_*`` variable), or the veto home cannot be
+    created or written."""
 
 
 class PolicyError(VetoError):

@@ -6,7 +6,7 @@ decision, not a failure: the span status stays unset. Only a failure to decide (
 timeout, malformed answer, unusable arguments) sets status ERROR and ``error.type``. Argument
 values stay off spans unless capture is turned on (``VETO_CAPTURE_ARGUMENTS``), as GenAI
 content capture is opt-in. ``veto.matched_rules`` and ``veto.error_rules`` are set only when
-some rule matched or was in error.
+some rule matched or was in error (an absent list reads as an empty one).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
+
+    from veto_opa.decision import Verdict
 
 DECISION = "veto.decision"
 DECISION_ID = "veto.decision_id"
@@ -44,24 +46,25 @@ def tracer_for(provider: TracerProvider | None) -> Tracer:
     return source.get_tracer("veto_opa", __version__)
 
 
-def start(tracer: Tracer, tool: str, call_id: str | None, model: str | None,
+def start(tracer: Tracer, tool: object, call_id: object, model: object,
           decision_id: str) -> Span:
+    """Start the guard's span, with the attributes known before deciding."""
     attributes: dict[str, Any] = {
-        gen_ai.GEN_AI_TOOL_NAME: tool,
+        gen_ai.GEN_AI_TOOL_NAME: str(tool),
         gen_ai.GEN_AI_TOOL_TYPE: "function",
         DECISION_ID: decision_id,
     }
-    if call_id:
+    if isinstance(call_id, str) and call_id:
         attributes[gen_ai.GEN_AI_TOOL_CALL_ID] = call_id
-    if model:
+    if isinstance(model, str) and model:
         attributes[gen_ai.GEN_AI_REQUEST_MODEL] = model
     return tracer.start_span(f"veto.guard {tool}", kind=SpanKind.INTERNAL,
                              attributes=attributes)
 
 
-def trace_headers(span: Span) -> dict[str, str] | None:
+def trace_headers(span: Span | None) -> dict[str, str] | None:
     """W3C ``traceparent`` (and ``tracestate``) for the OPA request, so OPA's span joins."""
-    if not span.get_span_context().is_valid:
+    if span is None or not span.get_span_context().is_valid:
         return None
     headers: dict[str, str] = {}
     propagate.inject(headers, context=trace.set_span_in_context(span))
@@ -69,6 +72,7 @@ def trace_headers(span: Span) -> dict[str, str] | None:
 
 
 def ids(span: Span | None) -> tuple[str | None, str | None]:
+    """The W3C hex trace and span ids of ``span``, or None."""
     if span is None:
         return None, None
     context = span.get_span_context()
@@ -77,22 +81,22 @@ def ids(span: Span | None) -> tuple[str | None, str | None]:
     return trace.format_trace_id(context.trace_id), trace.format_span_id(context.span_id)
 
 
-def finish(span: Span, decision: dict[str, Any], *, engine: str, approval_id: str | None,
+def finish(span: Span, verdict: Verdict, *, engine: str, approval_id: str | None,
            cause: str | None, failure: BaseException | None, opa_decision_id: str | None,
            arguments: dict[str, Any] | None) -> None:
+    """Set the decision's attributes on ``span`` and end it; status ERROR only for a
+    ``failure`` to decide."""
     attributes: dict[str, Any] = {
-        DECISION: decision["decision"],
-        REASON: decision["reason"],
+        DECISION: verdict.decision,
+        REASON: verdict.reason,
         ENGINE: engine,
     }
-    # The lists only when they are not empty (most calls): every attribute costs the SDK a
-    # validation, and an absent list reads as an empty one.
-    if matched := decision.get("matched"):
-        attributes[MATCHED_RULES] = [m["rule"] for m in matched]
-    if errors := decision.get("errors"):
-        attributes[ERROR_RULES] = [e["rule"] for e in errors]
-    optional = {RULE: decision.get("rule"), POLICY_NAME: decision.get("policy_name"),
-                POLICY_REVISION: decision.get("policy_revision"), APPROVAL_ID: approval_id,
+    if verdict.matched:
+        attributes[MATCHED_RULES] = [m.rule for m in verdict.matched]
+    if verdict.errors:
+        attributes[ERROR_RULES] = [e.rule for e in verdict.errors]
+    optional = {RULE: verdict.rule, POLICY_NAME: verdict.policy_name,
+                POLICY_REVISION: verdict.policy_revision, APPROVAL_ID: approval_id,
                 CAUSE: cause, OPA_DECISION_ID: opa_decision_id}
     attributes.update({k: v for k, v in optional.items() if v is not None})
     if arguments is not None:
@@ -102,5 +106,5 @@ def finish(span: Span, decision: dict[str, Any], *, engine: str, approval_id: st
     if failure is not None:
         kind = type(failure)
         span.set_attribute(ERROR_TYPE, f"{kind.__module__}.{kind.__qualname__}")
-        span.set_status(Status(StatusCode.ERROR, decision["reason"]))
+        span.set_status(Status(StatusCode.ERROR, verdict.reason))
     span.end()

@@ -58,12 +58,12 @@ def test_eight_threads_append_one_gapless_chain(store: SQLiteRecordStore) -> Non
 
 
 def test_concurrent_decisions_and_outcomes(store: SQLiteRecordStore) -> None:
-    decisions = [store.append(decision_fields()) for _ in range(20)]
+    decisions = [store.append(decision_fields(decision="allow", rule=None)) for _ in range(40)]
 
     def work(n: int) -> None:
         for i in range(50):
-            if i % 5 == 0:
-                store.append_outcome(decisions[(n + i) % 20].decision_id, "executed")
+            if i % 5 == 0:   # each decision gets its one outcome
+                store.append_outcome(decisions[n * 10 + i // 5].decision_id, "executed")
             else:
                 store.append(decision_fields())
 
@@ -73,7 +73,7 @@ def test_concurrent_decisions_and_outcomes(store: SQLiteRecordStore) -> None:
     for worker in workers:
         worker.join()
 
-    assert store.count() == 20 + 4 * 50
+    assert store.count() == 40 + 4 * 50
     assert sum(len(store.outcomes(d.decision_id)) for d in decisions) == 4 * 10
     assert store.verify().ok
 
@@ -222,7 +222,7 @@ TAMPERING: dict[str, tuple[Callable[[SQLiteRecordStore], None], int, str]] = {
 def test_verify_names_the_tampered_sequence(store: SQLiteRecordStore, case: str) -> None:
     for _ in range(5):
         store.append(decision_fields())
-    store.append_outcome(store.query(limit=1)[0].decision_id, "executed")
+    store.append_outcome(store.query(limit=1)[0].decision_id, "skipped")
     assert store.verify().ok
     tamper, bad_sequence, problem = TAMPERING[case]
 
@@ -356,34 +356,6 @@ def test_seal_matches_the_definition(context: dict, reason: str, rule: str | Non
     assert digest == sha256_digest(document["prev_hash"] + canonical_json(body))
 
 
-finite = st.floats(allow_nan=False, allow_infinity=False)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    arguments=st.dictionaries(st.text(max_size=12),
-                              json_values | tricky_text | finite | st.integers(min_value=2**64)),
-    context=st.dictionaries(st.text(max_size=12) | st.just("record_hash"),
-                            json_values | tricky_text | finite),
-    extra=st.dictionaries(st.sampled_from(["zz_after", "a_before", "record_hasi", "sequencf"]),
-                          json_values | finite | st.booleans()),
-    given_texts=st.sets(st.sampled_from(["arguments", "context"])),
-)
-def test_seal_with_the_callers_texts_matches_the_definition(
-    arguments: dict, context: dict, extra: dict, given_texts: set[str]
-) -> None:
-    # guard() hands the store the canonical texts of the arguments and the context it made
-    # when checking them; whatever the values and whichever texts are given, the stored text
-    # and the hash are those of the definition.
-    fields = decision_fields(arguments=arguments, context=context, **extra)
-    document = {**fields, "kind": "decision", "sequence": 3, "prev_hash": "sha256:" + "2" * 64}
-    texts = {name: canonical_json(document[name]) for name in given_texts}
-    expected_digest = record_hash(document)
-    text, digest = seal(dict(document), texts)
-    assert digest == expected_digest
-    assert text == canonical_json({**document, "record_hash": digest})
-
-
 def test_seal_refuses_what_is_not_json() -> None:
     document = {**decision_fields(), "kind": "decision", "sequence": 1,
                 "prev_hash": GENESIS_HASH, "latency_us": float("nan")}
@@ -408,7 +380,7 @@ def test_stored_hashes_follow_the_definition(store: SQLiteRecordStore) -> None:
 @pytest.fixture
 def export_file(store: SQLiteRecordStore, tmp_path: Path, make_fields: FieldsFactory) -> Path:
     decisions = [store.append(make_fields()) for _ in range(4)]
-    store.append_outcome(decisions[1].decision_id, "executed")
+    store.append_outcome(decisions[1].decision_id, "skipped")
     path = tmp_path / "audit.jsonl"
     assert store.export(path) == 5
     return path
@@ -479,17 +451,3 @@ def test_verify_export_of_a_missing_file(tmp_path: Path) -> None:
 
     with pytest.raises(RecordError, match="cannot read export"):
         verify_export(tmp_path / "nothing.jsonl")
-
-
-@pytest.mark.parametrize(
-    "document",
-    [
-        {"record_hash": "x", "prev_hash": GENESIS_HASH},  # nothing but the chain fields
-        {"a": 1, "prev_hash": GENESIS_HASH, "z": {"n": 1, "record_hash": GENESIS_HASH}},
-        {"a": [{"record_hash": GENESIS_HASH}], "prev_hash": GENESIS_HASH, "s": "x"},
-    ],
-)
-def test_seal_of_other_shapes_still_follows_the_definition(document: dict) -> None:
-    text, digest = seal(dict(document))
-    assert digest == record_hash(document)
-    assert json.loads(text) == {**document, "record_hash": digest}

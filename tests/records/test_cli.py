@@ -49,8 +49,8 @@ def records(home: Path) -> list[DecisionRecord]:
                 )
             ),
         ]
-        store.append_outcome(made[1].decision_id, "executed")
         store.append_outcome(made[1].decision_id, "failed", "exit status 2")
+        store.append_outcome(made[0].decision_id, "skipped")
     return made
 
 
@@ -170,7 +170,6 @@ def test_show_text(
     assert fields["record_hash"] == allow.record_hash
     outcome_lines = lines[lines.index("outcomes") + 1 :]
     assert [line.split()[2:] for line in outcome_lines] == [
-        ["executed"],
         ["failed", "exit", "status", "2"],
     ]
 
@@ -195,7 +194,7 @@ def test_show_json(
     assert code == 0
     shown = json.loads(out)
     assert shown["record"] == allow.document()
-    assert [o["status"] for o in shown["outcomes"]] == ["executed", "failed"]
+    assert [o["status"] for o in shown["outcomes"]] == ["failed"]
     assert all(o["kind"] == "outcome" for o in shown["outcomes"])
 
 
@@ -245,10 +244,10 @@ def test_export_csv_by_suffix_with_filters(
     code, out, _ = run(
         capsys, "decisions", "export", str(target), "--decision", "allow", "--home", str(home)
     )
-    assert (code, out) == (0, f"wrote 3 records to {target}\n")
+    assert (code, out) == (0, f"wrote 2 records to {target}\n")
     lines = target.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("kind,sequence,timestamp,decision_id,")
-    assert [line.split(",")[0] for line in lines[1:]] == ["decision", "outcome", "outcome"]
+    assert [line.split(",")[0] for line in lines[1:]] == ["decision", "outcome"]
 
 
 def test_export_format_option_wins(

@@ -1,11 +1,11 @@
-"""The guard's unvalidated path to the store (decision_document + append_document) stores
-exactly what the validated path (DecisionRecord + append) stores, and fails the same way."""
+"""The guard's path to the store (a GuardRecord + append_decision) stores exactly what the
+validated path (DecisionRecord + append) stores, and fails the same way."""
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,11 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from veto_opa.decision import Match, RuleError, Verdict
 from veto_opa.errors import RecordError
 from veto_opa.records import (
     DecisionRecord,
+    GuardRecord,
+    RecordedCall,
     SQLiteRecordStore,
-    decision_document,
     new_decision_id,
     now_timestamp,
 )
@@ -36,49 +38,41 @@ json_values = st.recursive(
 )
 objects = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
 optional_text = st.none() | st.text(max_size=12)
+hex_digits = st.text("0123456789abcdef", min_size=64, max_size=64)
 hex_id = lambda digits: st.none() | st.text("0123456789abcdef", min_size=digits,  # noqa: E731
                                             max_size=digits)
-entries = st.fixed_dictionaries({
-    "rule": st.text(max_size=8), "action": st.sampled_from(["allow", "deny"]),
-    "message": st.text(max_size=8), "policy": st.text(max_size=8)})
+actions = st.sampled_from(["allow", "deny", "require_approval"])
+names = st.lists(st.text(max_size=6), max_size=3).map(tuple)
 
-fields = st.fixed_dictionaries({
-    "decision_id": st.uuids(version=4).map(str),
-    "tool": st.text(min_size=1, max_size=12),
-    "arguments": st.none() | objects,
-    "arguments_sha256": st.text("0123456789abcdef", min_size=64, max_size=64).map(
-        lambda h: "sha256:" + h),
-    "erased": st.lists(st.text(max_size=8), max_size=2),
-    "context": objects,
-    "model": optional_text,
-    "call_id": optional_text,
-    "decision": st.sampled_from(["allow", "deny", "require_approval"]),
-    "rule": optional_text,
-    "reason": st.text(max_size=20),
-    "approvers": st.lists(st.text(max_size=6), max_size=3),
-    "matched": st.lists(entries, max_size=2),
-    "errors": st.lists(st.fixed_dictionaries({"rule": st.text(max_size=5),
-                                              "detail": st.text(max_size=8)}), max_size=2),
-    "approval_id": optional_text,
-    "policy_name": optional_text,
-    "policy_revision": optional_text,
-    "engine": st.sampled_from(["embedded", "rest"]),
-    "cause": optional_text,
-    "latency_us": st.integers(min_value=0, max_value=10**7),
-    "trace_id": hex_id(32),
-    "span_id": hex_id(16),
-    "opa_decision_id": optional_text,
-})
+calls = st.builds(
+    RecordedCall, tool=st.text(min_size=1, max_size=12), arguments=st.none() | objects,
+    arguments_digest=st.sampled_from(["sha256:", "hmac-sha256:"]).flatmap(
+        lambda prefix: hex_digits.map(lambda h: prefix + h)),
+    erased=st.lists(st.text(max_size=8), max_size=2).map(tuple), context=objects,
+    context_digest=st.none() | hex_digits.map(lambda h: "sha256:" + h),
+    model=optional_text, call_id=optional_text)
+verdicts = st.builds(
+    Verdict, decision=actions, reason=st.text(max_size=20), rule=optional_text,
+    approvers=names,
+    matched=st.lists(st.builds(Match, rule=st.text(max_size=8), action=actions,
+                               message=st.text(max_size=8), policy=optional_text,
+                               approvers=names), max_size=2).map(tuple),
+    errors=st.lists(st.builds(RuleError, rule=st.text(max_size=5), detail=st.text(max_size=8),
+                              policy=optional_text), max_size=2).map(tuple),
+    policy_name=optional_text, policy_revision=optional_text)
+records = st.builds(
+    GuardRecord, decision_id=st.uuids(version=4).map(str), timestamp=st.just(now_timestamp()),
+    call=calls, verdict=verdicts, engine=st.sampled_from(["embedded", "rest"]),
+    latency_us=st.integers(min_value=0, max_value=10**7), approval_id=optional_text,
+    cause=optional_text, trace_id=hex_id(32), span_id=hex_id(16), opa_decision_id=optional_text)
 
 
-@given(fields)
+@given(records)
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-def test_the_document_is_the_validated_records_document(values: dict) -> None:
-    timestamp = now_timestamp()
-    document = decision_document(timestamp=timestamp, **values)
+def test_the_document_is_the_validated_records_document(record: GuardRecord) -> None:
+    document = record.document()
     placeholder = {"sequence": 1, "prev_hash": GENESIS_HASH, "record_hash": GENESIS_HASH}
-    validated = DecisionRecord.model_validate({**values, "timestamp": timestamp, **placeholder})
-    expected = validated.document()
+    expected = DecisionRecord.model_validate({**document, **placeholder}).document()
     for name in CHAIN_FIELDS:
         del expected[name]
     assert document == expected
@@ -93,23 +87,15 @@ def test_now_timestamp_is_the_record_format_of_now() -> None:
     assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= after
 
 
-def test_an_unknown_decision_is_refused() -> None:
-    with pytest.raises(ValueError, match="allow, deny or require_approval"):
-        decision_document(**{**_values(), "decision": "maybe"})
-
-
-def _values(**changes: object) -> dict:
-    values = {
-        "decision_id": str(uuid.uuid4()), "timestamp": now_timestamp(), "tool": "execute_sql",
-        "arguments": {"statement": "SELECT 1"}, "arguments_sha256": "sha256:" + "ab" * 32,
-        "erased": [], "context": {"environment": "production"}, "model": None,
-        "call_id": None, "decision": "allow", "rule": None, "reason": "no rule applies",
-        "approvers": [], "matched": [], "errors": [], "approval_id": None,
-        "policy_name": "seed", "policy_revision": "r1", "engine": "embedded", "cause": None,
-        "latency_us": 12, "trace_id": None, "span_id": None, "opa_decision_id": None,
-    }
+def _record(**changes: object) -> GuardRecord:
+    call = RecordedCall("execute_sql", {"statement": "SELECT 1"}, "sha256:" + "ab" * 32,
+                        context={"environment": "production"})
+    values: dict = {"decision_id": new_decision_id(), "timestamp": now_timestamp(),
+                    "call": call, "verdict": Verdict("allow", "no rule applies",
+                                                     policy_name="seed", policy_revision="r1"),
+                    "engine": "embedded", "latency_us": 12}
     values.update(changes)
-    return values
+    return GuardRecord(**values)
 
 
 @pytest.fixture
@@ -119,38 +105,30 @@ def store(tmp_path: Path):
     s.close()
 
 
-def test_append_document_chains_with_validated_appends(store: SQLiteRecordStore) -> None:
-    first = store.append({k: v for k, v in _values().items() if k != "timestamp"})
-    document = store.append_document(decision_document(**_values()))
-    assert document["sequence"] == first.sequence + 1
-    assert document["prev_hash"] == first.record_hash
-    stored = store.get(document["decision_id"])
-    assert stored is not None and stored.document() == document
+def test_append_decision_chains_with_validated_appends(store: SQLiteRecordStore) -> None:
+    first = store.append(decision_fields())
+    record = _record()
+    store.append_decision(record)
+    stored = store.get(record.decision_id)
+    assert stored is not None
+    assert stored.sequence == first.sequence + 1 and stored.prev_hash == first.record_hash
+    assert {k: v for k, v in stored.document().items() if k not in CHAIN_FIELDS} == (
+        record.document())
     assert store.verify().ok and store.verify().count == 2
 
 
-def test_append_document_refuses_chain_fields_and_other_kinds(store: SQLiteRecordStore) -> None:
-    with pytest.raises(RecordError, match="sequence are assigned by the store"):
-        store.append_document({**decision_document(**_values()), "sequence": 7})
-    with pytest.raises(RecordError, match="decision documents"):
-        store.append_document({"kind": "outcome", "decision_id": str(uuid.uuid4())})
-    assert store.count() == 0
-
-
-def test_a_document_that_is_not_json_fails_alone(store: SQLiteRecordStore) -> None:
-    import threading
-
-    bad = decision_document(**_values(context={"at": object()}))
-    good = [decision_document(**_values()) for _ in range(3)]
+def test_a_record_that_is_not_json_fails_alone(store: SQLiteRecordStore) -> None:
+    bad = _record(call=RecordedCall("t", {"at": object()}, "sha256:" + "ab" * 32))
+    good = [_record() for _ in range(3)]
     errors: list[Exception] = []
 
-    def append(document: dict) -> None:
+    def append(record: GuardRecord) -> None:
         try:
-            store.append_document(document)
+            store.append_decision(record)
         except RecordError as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=append, args=(d,)) for d in [good[0], bad, *good[1:]]]
+    threads = [threading.Thread(target=append, args=(r,)) for r in [good[0], bad, *good[1:]]]
     for t in threads:
         t.start()
     for t in threads:
@@ -162,10 +140,10 @@ def test_a_document_that_is_not_json_fails_alone(store: SQLiteRecordStore) -> No
 
 
 def test_a_decision_id_recorded_twice_is_refused(store: SQLiteRecordStore) -> None:
-    document = decision_document(**_values())
-    store.append_document(dict(document))
+    record = _record()
+    store.append_decision(record)
     with pytest.raises(RecordError, match="already recorded"):
-        store.append_document(dict(document))
+        store.append_decision(record)
     assert store.count() == 1 and store.verify().ok
 
 
@@ -197,24 +175,3 @@ def test_the_store_fills_in_a_version_7_id(tmp_path: Path) -> None:
         record = store.append(decision_fields())
 
     assert uuid.UUID(record.decision_id).version == 7
-
-
-def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
-    # Random bits are read ahead; a child that kept the parent's would make the same ids.
-    new_decision_id()
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.write(writer, ",".join(new_decision_id() for _ in range(5)).encode())
-        os._exit(0)
-    os.close(writer)
-    parents = [new_decision_id() for _ in range(5)]
-    os.waitpid(pid, 0)
-    with os.fdopen(reader) as pipe:
-        childs = pipe.read().split(",")
-
-    def random_bits(text: str) -> int:
-        return uuid.UUID(text).int & ((1 << 80) - 1)
-
-    assert len(childs) == 5
-    assert not {random_bits(t) for t in parents} & {random_bits(t) for t in childs}

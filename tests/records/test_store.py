@@ -287,17 +287,52 @@ def test_outcome_is_its_own_chained_entry(
     decision = store.append(make_fields(decision="allow", rule=None))
     executed = store.append_outcome(decision.decision_id, "executed")
     other = store.append(make_fields())
-    failed = store.record_outcome(decision.decision_id, "failed", error="timeout after 30 s")
+    skipped = store.append_outcome(other.decision_id, "skipped")
 
     assert executed.sequence == 2 and executed.prev_hash == decision.record_hash
     assert other.prev_hash == executed.record_hash
-    assert failed.sequence == 4 and failed.error == "timeout after 30 s"
-    assert store.outcomes(decision.decision_id) == [executed, failed]
-    assert store.outcomes(other.decision_id) == []
+    assert skipped.sequence == 4 and skipped.prev_hash == other.record_hash
+    assert store.outcomes(decision.decision_id) == [executed]
+    assert store.outcomes(other.decision_id) == [skipped]
     assert store.get(decision.decision_id) == decision  # never updated
     assert [r.sequence for r in store.query()] == [3, 1]  # outcomes are not decisions
     assert stored_json(store, 2)["kind"] == "outcome"
     assert store.verify().ok
+
+
+@pytest.mark.parametrize("decision, first, second, problem", [
+    ("deny", "executed", None, "the decision was 'deny': a tool that was not allowed"),
+    ("require_approval", "failed", None, "the decision was 'require_approval'"),
+    ("allow", "executed", "failed", "the decision already has the outcome 'executed'"),
+    ("allow", "executed", "executed", "the decision already has the outcome 'executed'"),
+    ("deny", "skipped", "skipped", "the decision already has the outcome 'skipped'"),
+])
+def test_an_outcome_the_decision_does_not_allow_is_refused_and_recorded(
+    store: SQLiteRecordStore, make_fields: FieldsFactory, decision: str, first: str,
+    second: str | None, problem: str
+) -> None:
+    # A model (or a buggy dispatcher) claiming a denied call ran, or two outcomes for one call:
+    # the claim is refused, and the attempt itself is evidence, kept in the chain.
+    record = store.append(make_fields(decision=decision))
+    attempts = [first] if second is None else [first, second]
+    if second is not None:
+        store.append_outcome(record.decision_id, first)
+    with pytest.raises(RecordError, match=re.escape(problem)):
+        store.append_outcome(record.decision_id, attempts[-1])
+    outcomes = store.outcomes(record.decision_id)
+    assert outcomes[-1].status == "refused" and problem in (outcomes[-1].error or "")
+    assert [o.status for o in outcomes[:-1]] == attempts[:-1]
+    assert store.verify().ok
+
+
+def test_a_refused_attempt_does_not_count_as_the_outcome(
+    store: SQLiteRecordStore, make_fields: FieldsFactory
+) -> None:
+    record = store.append(make_fields(decision="allow", rule=None))
+    with pytest.raises(RecordError, match="unknown status"):
+        store.append_outcome(record.decision_id, "exploded")
+    assert store.append_outcome(record.decision_id, "failed", "boom").status == "failed"
+    assert [o.status for o in store.outcomes(record.decision_id)] == ["refused", "failed"]
 
 
 def test_outcome_for_unknown_decision_raises_and_takes_no_sequence(
@@ -309,13 +344,16 @@ def test_outcome_for_unknown_decision_raises_and_takes_no_sequence(
     assert store.append(make_fields()).sequence == 2
 
 
-@pytest.mark.parametrize("status", ["Executed", "", "ran ok", "x" * 40, "1st"])
-def test_outcome_status_is_a_short_lowercase_word(
+@pytest.mark.parametrize("status", ["Executed", "", "ran ok", "x" * 40, "1st", "approved"])
+def test_outcome_status_is_one_of_the_known_statuses(
     store: SQLiteRecordStore, make_fields: FieldsFactory, status: str
 ) -> None:
     decision = store.append(make_fields())
-    with pytest.raises(RecordError, match="invalid outcome record"):
+    with pytest.raises(RecordError, match="unknown status; expected one of executed, failed, "
+                                          "skipped"):
         store.append_outcome(decision.decision_id, status)
+    refused, = store.outcomes(decision.decision_id)
+    assert refused.status == "refused" and repr(status) in (refused.error or "")
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -325,7 +363,7 @@ def test_jsonl_export_round_trip(
     store: SQLiteRecordStore, make_fields: FieldsFactory, tmp_path: Path
 ) -> None:
     decisions = [store.append(make_fields()) for _ in range(3)]
-    outcome = store.append_outcome(decisions[0].decision_id, "executed")
+    outcome = store.append_outcome(decisions[0].decision_id, "skipped")
     path = tmp_path / "out" / "audit.jsonl"
 
     assert store.export(path) == 4
@@ -365,7 +403,8 @@ def test_csv_export_round_trip(
     store: SQLiteRecordStore, make_fields: FieldsFactory, tmp_path: Path
 ) -> None:
     decision = store.append(
-        make_fields(reason='=HYPERLINK("http://evil")', approvers=["a", "b"], rule=None)
+        make_fields(reason='=HYPERLINK("http://evil")', approvers=["a", "b"], rule=None,
+                    decision="allow")
     )
     store.append_outcome(decision.decision_id, "failed", "exit status 2")
     path = tmp_path / "audit.csv"

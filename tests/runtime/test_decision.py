@@ -1,58 +1,77 @@
-"""Decision._of_guard, guard()'s way of building a Decision, against pydantic's own."""
+"""The decision model: a Verdict is what decision.rego builds, read back exactly; a Decision's
+``allowed`` follows from its decision and cannot contradict it."""
 
 from __future__ import annotations
 
-import pydantic
+import dataclasses
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from veto_opa import Decision
+from veto_opa.decision import Decision, Match, RuleError, Verdict
+from veto_opa.errors import EngineProtocolError
 
-names = st.text(min_size=1, max_size=12)
-optional = st.none() | names
-entries = st.lists(st.dictionaries(st.sampled_from(["rule", "action", "message", "policy",
-                                                    "detail"]), names, max_size=4), max_size=3)
+ACTIONS = st.sampled_from(["allow", "deny", "require_approval"])
+TEXT = st.text(max_size=20)
+OPTIONAL = st.none() | TEXT
+NAMES = st.lists(TEXT, max_size=3).map(tuple)
 
-fields = st.fixed_dictionaries({
-    "decision": st.sampled_from(["allow", "deny", "require_approval"]),
-    "allowed": st.booleans(),
-    "reason": st.text(max_size=40),
-    "rule": optional,
-    "approvers": st.lists(names, max_size=3),
-    "approval_id": optional,
-    "decision_id": st.uuids().map(str),
-    "matched": entries,
-    "errors": entries,
-    "policy_name": optional,
-    "policy_revision": optional,
-    "cause": optional,
-    "trace_id": optional,
-    "span_id": optional,
-})
+verdicts = st.builds(
+    Verdict, decision=ACTIONS, reason=TEXT, rule=OPTIONAL, approvers=NAMES,
+    matched=st.lists(st.builds(Match, rule=TEXT, action=ACTIONS, message=TEXT,
+                               policy=OPTIONAL, approvers=NAMES), max_size=3).map(tuple),
+    errors=st.lists(st.builds(RuleError, rule=TEXT, detail=TEXT, policy=OPTIONAL),
+                    max_size=3).map(tuple),
+    policy_name=OPTIONAL, policy_revision=OPTIONAL)
 
 
-@given(values=fields)
-def test_of_guard_is_the_validated_decision(values: dict) -> None:
-    built = Decision._of_guard({name: values[name] for name in Decision.model_fields})
-    validated = Decision.model_validate(values)
-
-    assert built == validated
-    assert repr(built) == repr(validated)
-    assert list(built.model_dump().items()) == list(validated.model_dump().items())
-    assert built.model_dump_json() == validated.model_dump_json()
-    assert built.model_fields_set == validated.model_fields_set
-    assert built.tool_message() == validated.tool_message()
+@given(verdicts)
+def test_a_verdict_reads_back_from_its_document(verdict: Verdict) -> None:
+    document = json.loads(json.dumps(verdict.document()))   # through JSON, as from OPA
+    assert Verdict.from_document(document) == verdict
 
 
-def test_of_guard_decisions_are_frozen_like_any_other() -> None:
-    values = {"decision": "deny", "allowed": False, "reason": "no", "rule": None,
-              "approvers": [], "approval_id": None, "decision_id": "d", "matched": [],
-              "errors": [], "policy_name": None, "policy_revision": None, "cause": None,
-              "trace_id": None, "span_id": None}
-    built = Decision._of_guard(values)
+@given(verdicts, st.uuids().map(str))
+def test_allowed_is_derived_from_the_decision(verdict: Verdict, decision_id: str) -> None:
+    decision = Decision(verdict, decision_id)
+    assert decision.allowed is (verdict.decision == "allow") is verdict.allowed
+    assert decision.document()["allowed"] is decision.allowed
+    assert (decision.decision, decision.reason, decision.rule, decision.matched) == (
+        verdict.decision, verdict.reason, verdict.rule, verdict.matched)
 
-    with pytest.raises(pydantic.ValidationError, match="frozen"):
-        built.decision = "allow"  # type: ignore[misc]
-    assert built.model_copy(update={"reason": "yes"}).reason == "yes"
-    assert Decision.model_validate(built.model_dump()) == built
+
+def test_decisions_are_frozen() -> None:
+    decision = Decision(Verdict("deny", "no"), "id")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.verdict = Verdict("allow", "yes")  # type: ignore[misc]
+    with pytest.raises((AttributeError, TypeError)):   # a property: nothing to set
+        decision.allowed = True  # type: ignore[misc]
+
+
+def test_fail_closed_names_the_cause() -> None:
+    verdict = Verdict.fail_closed("engine_timeout", "OPA did not answer within 1.0 s")
+    assert (verdict.decision, verdict.rule, verdict.reason) == (
+        "deny", None, "engine_timeout: OPA did not answer within 1.0 s")
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"rule": "r"}, "the field 'action' is missing"),
+    ({"rule": "r", "action": "block", "message": "m"}, "'matched' action must be one of"),
+    ({"rule": 1, "action": "deny", "message": "m"}, "'matched' rule must be a string"),
+])
+def test_matched_entries_are_checked(entry: dict[str, object], problem: str) -> None:
+    document = Verdict("deny", "r").document() | {"matched": [entry]}
+    with pytest.raises(EngineProtocolError, match=problem):
+        Verdict.from_document(document)
+
+
+def test_tool_message_names_the_status() -> None:
+    pending = Decision(Verdict("require_approval", "needs a DBA", approvers=("dba",)), "d1",
+                       approval_id="a1")
+    assert json.loads(pending.tool_message()) == {
+        "status": "pending_approval", "reason": "needs a DBA", "decision_id": "d1",
+        "approval_id": "a1", "approvers": ["dba"]}
+    denied = Decision(Verdict("deny", "no"), "d2")
+    assert json.loads(denied.tool_message())["status"] == "denied"

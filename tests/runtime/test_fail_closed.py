@@ -192,7 +192,7 @@ def test_tool_name_that_is_not_a_string(any_veto: Veto) -> None:
 
 def test_record_failure_denies(tmp_path: Path, seed_bundle) -> None:
     class BrokenStore:
-        def append(self, fields):
+        def append_decision(self, record):
             from veto_opa.errors import RecordError
             raise RecordError("disk full")
 

@@ -136,5 +136,5 @@ def test_rules_in_error_and_matched_rules_are_listed_on_the_span(spans_out,
     assert "veto.matched_rules" not in quiet.attributes   # nothing matched, nothing in error
     assert "veto.error_rules" not in quiet.attributes
     assert d.decision == "deny" and d.errors
-    assert failing.attributes["veto.error_rules"] == tuple(e["rule"] for e in d.errors)
-    assert failing.attributes["veto.matched_rules"] == tuple(m["rule"] for m in d.matched)
+    assert failing.attributes["veto.error_rules"] == tuple(e.rule for e in d.errors)
+    assert failing.attributes["veto.matched_rules"] == tuple(m.rule for m in d.matched)

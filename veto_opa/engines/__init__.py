@@ -6,17 +6,18 @@
 - :class:`RestEngine` (:mod:`.rest`): an OPA server's Data API, trace context in the headers.
 - :class:`FakeEngine` (:mod:`.fake`): a plain function, for tests of the callers.
 
-All implement :class:`Engine` (:mod:`.base`): ``decide(input, *, headers=None)`` returns an
-:class:`EngineAnswer` or raises an :class:`~veto_opa.errors.EngineError` naming the cause.
+All implement :class:`Engine` (:mod:`.base`): ``decide(input_text, *, headers=None)`` returns
+an :class:`EngineAnswer` or raises an :class:`~veto_opa.errors.EngineError` naming the cause.
 The embedded and REST engines are imported on first use, so importing this package loads
 neither the OPA library nor the HTTP stack.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from veto_opa.engines.base import Engine, EngineAnswer, check_decision
+from veto_opa.engines.base import Engine, EngineAnswer
 from veto_opa.engines.fake import FakeEngine
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ __all__ = [
     "EngineAnswer",
     "FakeEngine",
     "RestEngine",
-    "check_decision",
 ]
 
 _LAZY = {"EmbeddedEngine": "veto_opa.engines.embedded", "RestEngine": "veto_opa.engines.rest"}
@@ -37,8 +37,6 @@ _LAZY = {"EmbeddedEngine": "veto_opa.engines.embedded", "RestEngine": "veto_opa.
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value

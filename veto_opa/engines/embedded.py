@@ -4,54 +4,28 @@
     from veto_opa.translators.bundle import read_bundle
 
     engine = EmbeddedEngine(read_bundle("build/veto.tar.gz"))
-    answer = engine.decide({"tool": "execute_sql", "args": {...}, "context": {...},
-                            "model": None, "call_id": None})
-    answer.decision["decision"]          # "allow" | "deny" | "require_approval"
+    answer = engine.decide('{"tool": "execute_sql", "args": {...}, "context": {...}, ...}')
+    answer.verdict.decision          # "allow" | "deny" | "require_approval"
 
-One ``opa_bindings.OpaEngine`` evaluates one query at a time (it holds a lock around the Go
-call), but the Go call runs without the GIL, so the engine keeps a *pool* of OPA engines, each
-loaded with the bundle and warmed — one evaluation at construction caches the prepared query,
-which otherwise costs tens of milliseconds on the first call. A call takes an idle OPA engine
-from a ``queue.SimpleQueue`` and puts it back (about 0.2 µs together; a list used as a stack
-is 0.1 µs but needs a slower wait path when empty), so calls from several threads evaluate in
-parallel, up to the pool size.
+One ``opa_bindings.OpaEngine`` evaluates one query at a time, but its Go call runs without the
+GIL, so the engine keeps a *pool* of OPA engines loaded with the bundle and warmed (the first
+evaluation prepares and caches the query); calls from several threads take an idle one from a
+queue and evaluate in parallel, up to the pool size. :meth:`EmbeddedEngine.reload` builds a new
+pool, swaps it in with one assignment, and closes the old engines as the calls still running on
+them hand them back.
 
-:meth:`EmbeddedEngine.reload` builds and warms a new pool, swaps it in with one assignment,
-then closes the old OPA engines as the calls still running on them hand them back.
+For the decision the engine evaluates ``data.veto.outcome`` (``rego/veto/decision.rego``): the
+decision when a rule is true or in error for the call, null when none is — most calls. The
+decision then is ``data.veto.no_rule_decision``, the same for every input, read once per pool.
+A bundle without ``outcome`` (or another ``query``) is evaluated as it is.
 
-**Go's garbage collector.** Every evaluation allocates in OPA's Go heap, and Go collects
-whenever the heap has doubled since the last collection (``GOGC=100``). With a few engines
-loaded the live heap is small, so it collects every few hundred evaluations, and the
-evaluations that run during a collection help mark and take 1–5 ms instead of 0.3 ms: that
-was most of the slowest percent of ``guard()`` calls. Go reads ``GOGC`` only from the
-environment the process was started with, so it cannot be tuned from here;
-:func:`reserve_go_heap` instead keeps a block of memory that holds no pointers alive in the Go
-heap (a "ballast"). It is never scanned, but it counts towards the heap size, so collections
-come that much less often. Measured on this project's 2-vCPU machine with 16 MiB, raw
-evaluations' p99 fell from about 1.4 ms to 0.4–0.5 ms and their CPU time by a fifth, for
-about 45 MB more resident memory (``VETO_GO_HEAP_RESERVE=0 .venv/bin/python
-benchmarks/bench_guard.py`` gives the numbers without it). ``Veto`` reserves
-``VETO_GO_HEAP_RESERVE`` MiB (16 by default, ``0`` for none) once per process, unless the
-process was started with ``GOGC`` or ``GOMEMLIMIT`` set, which tune the collector directly.
-
-**What a call costs besides OPA's evaluation.** For the decision, the engine evaluates
-``data.veto.outcome`` (``rego/veto/decision.rego``): the decision when a rule is true or in error
-for the call, null when none is. Most calls are of the second kind, and their decision, the
-same for every input, is ``data.veto.no_rule_decision``, read once when the pool is built; a
-null costs OPA less to return, and Python less to parse, than the whole object. A bundle built
-before ``outcome`` existed (or another ``query``) is evaluated as is. Each evaluation calls the
-bindings' C function directly (:func:`_evaluate`) with the input's JSON text, which
-``Veto.guard()`` already holds in canonical form: ``OpaEngine.eval_document`` serialises the
-input again, parses OPA's answer through ``json``'s encoding detection and takes a lock that the
-pool makes redundant. Together that was about a fifth of a raw evaluation of the seed
-policy's decision here (``benchmarks/bench_guard.py`` prints both evaluations). The direct call
-relies on two private names of ``opa_bindings`` (pinned in ``pyproject.toml``); without them
-the engine uses ``eval_document``.
+:func:`reserve_go_heap` keeps a block of pointer-free memory alive in OPA's Go heap, so that
+Go's garbage collector, which runs whenever the heap has doubled, runs less often; evaluations
+that overlap a collection are the slowest ones. ``VETO_GO_HEAP_RESERVE`` sets its size.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -61,12 +35,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import opa_bindings.engine
 from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
 
-from veto_opa.engines.base import EngineAnswer, check_decision, input_text
+from veto_opa._json import loads_json
+from veto_opa.decision import Verdict
+from veto_opa.engines.base import EngineAnswer
 from veto_opa.errors import (
-    EngineError, EngineEvaluationError, EngineUnavailable, PolicyNotLoaded,
+    EngineError, EngineEvaluationError, EngineUnavailable, PolicyNotLoaded, VetoError,
 )
 from veto_opa.translators.bundle import load_into_engine
 
@@ -77,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("veto_opa")
 
-_WARM_INPUT: dict[str, Any] = {"tool": "", "args": {}, "context": {}, "model": None,
+_WARM_INPUT: dict[str, object] = {"tool": "", "args": {}, "context": {}, "model": None,
                                "call_id": None}
 _RETIRED = object()   # put into a pool's queue once all its engines are closed
 
@@ -124,78 +99,21 @@ def _build_reserve(mib: int) -> None:
         _reserve_done.set()
 
 
-def _native_library() -> Any:
-    """The bindings' ctypes library, when this version of ``opa_bindings`` exposes it the way
-    :func:`_evaluate` expects (0.4.4 does); None otherwise."""
-    get_lib = getattr(opa_bindings.engine, "_get_lib", None)
-    try:
-        lib = get_lib() if get_lib is not None else None
-    except Exception:  # noqa: BLE001 - the public API still works
-        return None
-    if lib is None or not all(hasattr(lib, name)
-                              for name in ("OpaEvalDocument", "OpaFreeString")):
-        return None
-    return lib
-
-
-_LIB = _native_library()
-_string_at = ctypes.string_at
-_loads = json.loads
-
-
-def _evaluate(engine: OpaEngine, document: str, path: bytes, text: str) -> Any:
-    """``engine.eval_document(document, input)`` for the input's JSON ``text``.
-
-    The same C call and the same answer as the public method (its envelope is read the same
-    way), without serialising the input again or taking the engine's lock: the pool hands an
-    engine to one call at a time, and no Python builtins are registered on it.
-
-    Raises:
-        OpaUndefinedError: the document is undefined.
-        OpaError: OPA's error, or a text that is not UTF-8.
-    """
-    handle = getattr(engine, "_handle", None)
-    if _LIB is None or handle is None:
-        return engine.eval_document(document, _loads(text))
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise OpaError("invalid_argument", f"value is not valid UTF-8: {e}") from None
-    pointer = _LIB.OpaEvalDocument(handle, path, data, 0, 0)
-    if not pointer:
-        raise OpaError("internal", "native call returned NULL")
-    try:
-        raw = _string_at(pointer)
-    finally:
-        _LIB.OpaFreeString(pointer)
-    envelope = _loads(raw.decode("utf-8"))
-    error = envelope.get("error")
-    if error is not None:
-        raise OpaError(error.get("code", "unknown"), error.get("message", ""))
-    for printed in envelope.get("prints") or ():   # Rego print(): as the bindings show them
-        print(f"{printed['location']}: {printed['message']}", file=sys.stderr)
-    results = envelope.get("result")
-    if not results or not results[0].get("expressions"):
-        raise OpaUndefinedError(f"data.{document}")
-    return results[0]["expressions"][0]["value"]
-
-
 class _Pool:
     """OPA engines loaded with one bundle, and the queue of those currently idle.
 
     ``document`` is what each call evaluates: ``veto.outcome`` when the bundle defines it,
-    with ``no_rule`` the JSON text of ``veto.no_rule_decision``; otherwise the engine's query,
+    with ``no_rule`` the verdict ``veto.no_rule_decision``; otherwise the engine's query,
     and ``no_rule`` is None.
     """
 
-    __slots__ = ("document", "engines", "idle", "no_rule", "path", "revision")
+    __slots__ = ("document", "engines", "idle", "no_rule", "revision")
 
     def __init__(self, engines: list[OpaEngine], revision: str, document: str,
-                 no_rule: str | None) -> None:
+                 no_rule: Verdict | None) -> None:
         self.engines = engines
         self.revision = revision
         self.document = document
-        self.path = document.encode("utf-8")
         self.no_rule = no_rule
         self.idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for engine in engines:
@@ -226,12 +144,6 @@ class EmbeddedEngine:
 
     name = "embedded"
 
-    #: In-process: there is no request to carry trace context.
-    sends_headers = False
-
-    #: ``decide`` takes the input's JSON text (``text=``) instead of serialising the input.
-    takes_text = True
-
     def __init__(self, bundle: Bundle, *, pool_size: int | None = None,
                  query: str = "veto.decision") -> None:
         size = pool_size if pool_size is not None else (os.cpu_count() or 1)
@@ -256,37 +168,34 @@ class EmbeddedEngine:
         the bundle defines it (see the module docstring), otherwise ``query``."""
         return self._pool.document
 
-    def decide(self, input: dict[str, Any], *, headers: Mapping[str, str] | None = None,
-               text: str | None = None) -> EngineAnswer:
+    def decide(self, input_text: str, *,
+               headers: Mapping[str, str] | None = None) -> EngineAnswer:
         """Evaluate the decision for one input on an idle OPA engine of the pool.
 
         Args:
-            input: the OPA input document.
+            input_text: the JSON text of the OPA input document.
             headers: ignored (no HTTP request is made).
-            text: the JSON text of ``input``, when the caller has it (keys in any order);
-                then ``input`` itself is not read.
 
         Returns:
-            The checked decision; ``opa_decision_id`` is always None.
+            The checked verdict; ``opa_decision_id`` is always None.
 
         Raises:
             PolicyNotLoaded: the decision document is undefined.
-            EngineEvaluationError: OPA raised while evaluating (with OPA's message).
+            EngineEvaluationError: OPA raised while evaluating (with OPA's message), or the
+                text is not a JSON object.
             EngineProtocolError: the document is not a decision object.
             EngineUnavailable: the engine has been closed.
         """
-        if text is None:
-            try:
-                text = input_text(input)
-            except Exception as error:
-                raise EngineEvaluationError(
-                    f"{self._failed}: {type(error).__name__}: {error}") from error
+        try:
+            input = loads_json(input_text)
+        except ValueError as error:
+            raise EngineEvaluationError(f"{self._failed}: the input is not JSON: {error}") from None
         pool = self._pool
         engine = pool.idle.get()
         if engine is _RETIRED:
             pool, engine = self._current(pool)
         try:
-            value = _evaluate(engine, pool.document, pool.path, text)
+            value = engine.eval_document(pool.document, input)
         except OpaUndefinedError:
             raise PolicyNotLoaded(self._undefined) from None
         except OpaError as error:
@@ -297,8 +206,8 @@ class EmbeddedEngine:
         finally:
             pool.idle.put(engine)
         if value is None and pool.no_rule is not None:
-            value = _loads(pool.no_rule)    # a fresh object: the caller may keep and change it
-        return EngineAnswer(check_decision(value))
+            return EngineAnswer(pool.no_rule)
+        return EngineAnswer(Verdict.from_document(value))
 
     def reload(self, bundle: Bundle) -> None:
         """Load another bundle: build and warm a new pool, then swap it in atomically.
@@ -361,7 +270,7 @@ class EmbeddedEngine:
         document, no_rule = self._document(engines[0])
         return _Pool(engines, bundle.revision, document, no_rule)
 
-    def _document(self, engine: OpaEngine) -> tuple[str, str | None]:
+    def _document(self, engine: OpaEngine) -> tuple[str, Verdict | None]:
         """``("veto.outcome", <no-rule decision as JSON>)`` when the bundle defines both and
         the no-rule decision is well formed; ``(query, None)`` otherwise (decide() then
         reports what is wrong, with the real input)."""
@@ -369,10 +278,10 @@ class EmbeddedEngine:
             return self.query, None
         try:
             engine.eval_document("veto.outcome", _WARM_INPUT)
-            no_rule = check_decision(engine.eval_document("veto.no_rule_decision"))
+            no_rule = Verdict.from_document(engine.eval_document("veto.no_rule_decision"))
         except (OpaError, EngineError):
             return self.query, None
-        return "veto.outcome", json.dumps(no_rule, ensure_ascii=False)
+        return "veto.outcome", no_rule
 
     def _loaded_engine(self, bundle: Bundle) -> OpaEngine:
         engine = OpaEngine()

@@ -3,20 +3,27 @@
     engine = FakeEngine(lambda input: {"decision": "allow", ...})
     engine = FakeEngine(lambda input: EngineTimeout("OPA did not answer within 0.5 s"))
 
-Like httpx's ``MockTransport``: the function sees each input and returns the decision object
-(checked by :func:`~veto_opa.engines.base.check_decision`, as a real engine's answer is), an
+Like httpx's ``MockTransport``: the function sees each input document (parsed from the text
+the guard sends) and returns the decision object (checked by
+:meth:`~veto_opa.decision.Verdict.from_document`, as a real engine's answer is), an
 :class:`~veto_opa.engines.base.EngineAnswer` (to set ``opa_decision_id``), or an exception,
 which ``decide`` raises — as it does anything the function raises.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from veto_opa.engines.base import EngineAnswer, check_decision
+from veto_opa.decision import Verdict
+from veto_opa.engines.base import EngineAnswer
+from veto_opa.errors import VetoError
 
-Responder = Callable[[dict[str, Any]], "dict[str, Any] | EngineAnswer | BaseException"]
+if TYPE_CHECKING:
+    from veto_opa.translators.bundle import Bundle
+
+Responder = Callable[[dict[str, Any]], "object | EngineAnswer | BaseException"]
 
 
 class FakeEngine:
@@ -37,7 +44,7 @@ class FakeEngine:
         self.calls: list[tuple[dict[str, Any], Mapping[str, str] | None]] = []
         self.closed = False
 
-    def decide(self, input: dict[str, Any], *,
+    def decide(self, input_text: str, *,
                headers: Mapping[str, str] | None = None) -> EngineAnswer:
         """Call ``fn(input)``; raise what it returns or raises, else check its decision.
 
@@ -45,13 +52,17 @@ class FakeEngine:
             EngineProtocolError: ``fn`` returned something that is not a decision object.
             BaseException: whatever ``fn`` returned or raised as an exception.
         """
+        input = json.loads(input_text)
         self.calls.append((input, headers))
         result = self._fn(input)
         if isinstance(result, BaseException):
             raise result
         if isinstance(result, EngineAnswer):
-            return EngineAnswer(check_decision(result.decision), result.opa_decision_id)
-        return EngineAnswer(check_decision(result))
+            return result
+        return EngineAnswer(Verdict.from_document(result))
+
+    def reload(self, bundle: Bundle) -> None:
+        raise VetoError("the fake engine answers from its function; it loads no bundle")
 
     def close(self) -> None:
         self.closed = True

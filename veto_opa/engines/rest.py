@@ -104,17 +104,21 @@ from requests.utils import (
 from urllib3.util.ssl_ import create_urllib3_context
 
 from veto_opa import __version__
-from veto_opa.engines.base import EngineAnswer, check_decision, input_text
+from veto_opa.decision import Verdict
+from veto_opa.engines.base import EngineAnswer
 from veto_opa.errors import (
     EngineError,
     EngineProtocolError,
     EngineTimeout,
     EngineUnavailable,
     PolicyNotLoaded,
+    VetoError,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from veto_opa.translators.bundle import Bundle
 
 _EXCERPT = 80
 
@@ -144,9 +148,6 @@ class RestEngine:
     """
 
     name = "rest"
-
-    #: ``decide`` takes the input's JSON text (``text=``) instead of serialising the input.
-    takes_text = True
 
     def __init__(self, url: str, *, timeout: float = 1.0, token: str | None = None,
                  verify: bool | str = True, cert: str | tuple[str, str] | None = None,
@@ -212,17 +213,15 @@ class RestEngine:
         self._pool = _Pool(functools.partial(_open, factory, address, options, tunnel),
                            pool_maxsize)
 
-    def decide(self, input: dict[str, Any], *, headers: Mapping[str, str] | None = None,
-               text: str | None = None) -> EngineAnswer:
-        """POST ``{"input": input}`` to ``/v1/data/<path>`` and check the answer.
+    def decide(self, input_text: str, *,
+               headers: Mapping[str, str] | None = None) -> EngineAnswer:
+        """POST ``{"input": <input_text>}`` to ``/v1/data/<path>`` and check the answer.
 
         Args:
-            input: the OPA input document.
+            input_text: the JSON text of the OPA input document.
             headers: extra request headers, typically ``traceparent``/``tracestate`` of the
                 caller's span. When None, the current OpenTelemetry context is injected with
                 the global propagator (nothing is added when there is no active span).
-            text: the JSON text of ``input``, when the caller has it; then ``input`` itself
-                is not read.
 
         Returns:
             The checked decision and OPA's ``decision_id``.
@@ -244,9 +243,7 @@ class RestEngine:
                     del request_headers[same]
                 request_headers[name] = value
         try:
-            if text is None:
-                text = input_text(input)
-            body = f'{{"input":{text}}}'.encode()
+            body = f'{{"input":{input_text}}}'.encode()
         except (TypeError, ValueError) as error:
             raise EngineProtocolError(f"the input cannot be sent to OPA as JSON: {error}") from None
         status, content = self._post(body, request_headers)
@@ -259,6 +256,14 @@ class RestEngine:
         failure, a timeout included, is False.
         """
         return self._client.check_health({"bundles": True}, diagnostic_url=f"{self.url}/health")
+
+    def reload(self, bundle: Bundle) -> None:
+        """An OPA server loads its bundles itself (``opa run --bundle``, a bundle service).
+
+        Raises:
+            VetoError: always.
+        """
+        raise VetoError(f"the OPA server at {self.url} loads its own bundles; reload there")
 
     def close(self) -> None:
         """Close the keep-alive connections; later calls still work, without keep-alive."""
@@ -339,7 +344,7 @@ class RestEngine:
             raise PolicyNotLoaded(f"{self._document} is undefined at OPA {self.url}: "
                                   "is the veto bundle loaded?")
         decision_id = body.get("decision_id")
-        return EngineAnswer(check_decision(body["result"]),
+        return EngineAnswer(Verdict.from_document(body["result"]),
                             decision_id if type(decision_id) is str else None)
 
 

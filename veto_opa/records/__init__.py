@@ -1,11 +1,10 @@
 """Decision records: one durable, hash-chained entry per guard call, and what happened next.
 
-    from veto_opa.records import SQLiteRecordStore, load_or_create_key, prepare_arguments
+    from veto_opa.records import SQLiteRecordStore
 
-    key = load_or_create_key(".veto")
-    store = SQLiteRecordStore(".veto/records.sqlite3")
-    args = prepare_arguments('{"password": "hunter2"}', ["args.password"], key)
-    record = store.append({"tool": "login", **args.fields(), "decision": "allow", ...})
+    with SQLiteRecordStore(".veto/records.sqlite3") as store:
+        store.query(decision="deny", since="2026-11-25")
+        assert store.verify().ok
 
 Modules: :mod:`~veto_opa.records.model` (record shapes, hashing, the chain rule),
 :mod:`~veto_opa.records.redaction` (``args.*`` paths and keyed digests),
@@ -16,21 +15,23 @@ Modules: :mod:`~veto_opa.records.model` (record shapes, hashing, the chain rule)
 
 from __future__ import annotations
 
+from veto_opa._json import canonical_json, sha256_digest
 from veto_opa.records.export import CSV_COLUMNS, verify_export
 from veto_opa.records.model import (
     GENESIS_HASH,
+    OUTCOME_STATUSES,
     DecisionRecord,
+    GuardRecord,
     OutcomeRecord,
+    RecordedCall,
     VerifyResult,
     arguments_digest,
-    canonical_json,
-    decision_document,
     new_decision_id,
     now_timestamp,
-    sha256_digest,
 )
 from veto_opa.records.redaction import (
     PreparedArguments,
+    Redactor,
     parse_redact_path,
     prepare_arguments,
     redact,
@@ -38,7 +39,6 @@ from veto_opa.records.redaction import (
 from veto_opa.records.store import (
     RecordStore,
     SQLiteRecordStore,
-    default_home,
     load_or_create_key,
     store_path,
 )
@@ -47,15 +47,17 @@ __all__ = [
     "CSV_COLUMNS",
     "DecisionRecord",
     "GENESIS_HASH",
+    "GuardRecord",
+    "OUTCOME_STATUSES",
     "OutcomeRecord",
     "PreparedArguments",
     "RecordStore",
+    "RecordedCall",
+    "Redactor",
     "SQLiteRecordStore",
     "VerifyResult",
     "arguments_digest",
     "canonical_json",
-    "decision_document",
-    "default_home",
     "load_or_create_key",
     "new_decision_id",
     "now_timestamp",

@@ -16,89 +16,71 @@ chain, used both by the store and by the offline check of an export file.
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import json
-import json.encoder
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from veto_opa._json import canonical_json, loads_json, sha256_digest
 from veto_opa._types import Action, JSONObject
+from veto_opa.decision import Verdict
 
 GENESIS_HASH = "sha256:" + "0" * 64
 """``prev_hash`` of the first entry of every chain."""
 
 HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
+HMAC_PATTERN = r"^hmac-sha256:[0-9a-f]{64}$"
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
 
 # Fields the store assigns; callers of ``append`` must not supply them.
 CHAIN_FIELDS = ("sequence", "prev_hash", "record_hash")
 
+OUTCOME_STATUSES = ("executed", "failed", "skipped")
+"""What can happen after a decision: the tool ran, it ran and failed, it was not run.
+``executed`` and ``failed`` follow an allow only; a decision has at most one of them."""
 
-def canonical_json(value: Any) -> str:
-    """The canonical JSON text of ``value``: sorted keys, no whitespace, UTF-8 kept as is.
-
-    This is the text that ``arguments_sha256``, redaction HMACs and record hashes are computed
-    over, so that other tools (approvals, auditors' scripts) can reproduce them.
-    """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def loads_json(text: str | bytes) -> Any:
-    """``json.loads`` that refuses ``NaN``, ``Infinity`` and ``-Infinity`` (Python's json
-    module accepts them; they are not JSON, and no canonical text can hold them).
-
-    Raises:
-        ValueError: the text is not JSON.
-    """
-    return json.loads(text, parse_constant=_not_json)
-
-
-def sha256_digest(data: str | bytes) -> str:
-    """``"sha256:<hex>"`` of ``data`` (text is encoded as UTF-8)."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+REFUSED = "refused"
+"""Status of an outcome entry that records an outcome the store refused (an ``executed``
+after a deny, a second outcome): the attempt is kept in the chain, not taken as the outcome."""
 
 
 def arguments_digest(arguments: Any) -> str:
-    """``arguments_sha256`` of a tool call's ORIGINAL arguments.
+    """``arguments_sha256`` of a tool call's ORIGINAL arguments, for calls whose policy redacts
+    nothing (see :class:`~veto_opa.records.redaction.Redactor` for the keyed digest).
 
     A JSON object (a dict, or text that parses to one) is hashed as its canonical JSON. Anything
-    else — text that is not JSON or not an object, an object without a canonical text (a
-    number such as ``1e400`` that Python reads as infinity), bytes — is hashed as its raw
-    text, so that even a call that was refused as malformed can be matched against what the
-    model sent.
+    else — text that is not JSON or not an object, an object without a canonical text, bytes —
+    is hashed as its raw text, so that even a call that was refused as malformed can be matched
+    against what the model sent.
     """
-    if isinstance(arguments, dict):
-        return sha256_digest(canonical_json(arguments))
+    return sha256_digest(digest_text(arguments))
+
+
+def digest_text(arguments: Any) -> str | bytes:
+    """What the digest of a tool call's arguments is taken over: the canonical JSON of an
+    object (a dict, or JSON text of one), else the raw text or bytes, else its ``repr``."""
     if isinstance(arguments, str):
         try:
             parsed = loads_json(arguments)
-            if isinstance(parsed, dict):
-                return sha256_digest(canonical_json(parsed))
-        except ValueError:
-            pass
-        return sha256_digest(arguments)
+            return canonical_json(parsed) if isinstance(parsed, dict) else arguments
+        except (TypeError, ValueError):   # not JSON, or no canonical text (1e400)
+            return arguments
     if isinstance(arguments, bytes | bytearray):
-        return sha256_digest(bytes(arguments))
+        return bytes(arguments)
     try:
-        return sha256_digest(canonical_json(arguments))
+        return canonical_json(arguments)
     except (TypeError, ValueError):
-        return sha256_digest(repr(arguments))
+        pass
+    try:
+        return repr(arguments)
+    except RecursionError:
+        return f"<{type(arguments).__name__} nested too deeply to be written out>"
 
 
 def record_hash(document: dict[str, Any]) -> str:
@@ -107,98 +89,25 @@ def record_hash(document: dict[str, Any]) -> str:
     return sha256_digest(str(document["prev_hash"]) + canonical_json(body))
 
 
-def seal(document: dict[str, Any], texts: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """Set ``document["record_hash"]`` and return ``(canonical text, record_hash)``.
-
-    Equal to :func:`record_hash` followed by :func:`canonical_json`, in one pass (the store's
-    hot path): the members' texts are made once, in key order, joined without
-    ``record_hash`` for the hash, then with it for the stored text. ``texts`` may hold the
-    canonical JSON text of some top-level values, already made by the caller (``guard()``
-    has those of the arguments and the context from checking them): they are used as they
-    are, so they must be ``canonical_json`` of those very values. Strings, integers and None
-    are written here; anything else goes through :func:`canonical_json`.
+def seal(document: dict[str, Any]) -> tuple[str, str]:
+    """Set ``document["record_hash"]``; return the document's canonical text and that hash.
 
     Raises:
         TypeError, ValueError: a value is not JSON (as :func:`canonical_json` does).
     """
-    keys = tuple(document)
-    members = _MEMBERS.get(keys)
-    if members is None:
-        if not all(type(key) is str for key in keys):   # canonical_json's own rules, then
-            digest = record_hash(document)
-            document["record_hash"] = digest
-            return canonical_json(document), digest
-        names = sorted(key for key in keys if key != "record_hash")
-        members = (tuple((name, _encode_string(name) + ":") for name in names),
-                   bisect.bisect(names, "record_hash"))
-        if len(_MEMBERS) < 64:   # a few shapes of documents in practice
-            _MEMBERS[keys] = members
-    order, at = members
-    parts = []
-    for name, prefix in order:
-        if texts is not None and name in texts:
-            parts.append(prefix + texts[name])
-            continue
-        value = document[name]
-        kind = type(value)
-        if kind is str:
-            parts.append(prefix + _encode_string(value))
-        elif value is None:
-            parts.append(prefix + "null")
-        elif kind is int:
-            parts.append(prefix + int.__repr__(value))
-        elif (kind is list or kind is dict) and not value:
-            parts.append(prefix + ("[]" if kind is list else "{}"))
-        else:
-            parts.append(prefix + canonical_json(value))
-    prev_hash = str(document["prev_hash"])
-    hashed = hashlib.sha256(prev_hash.encode("utf-8"))
-    hashed.update(("{" + ",".join(parts) + "}").encode("utf-8"))
-    digest = "sha256:" + hashed.hexdigest()
-    document["record_hash"] = digest
-    parts.insert(at, '"record_hash":"' + digest + '"')
-    return "{" + ",".join(parts) + "}", digest
-
-
-# Sorted member names and their '"name":' prefixes, and where record_hash goes among them, for
-# each order of keys seen; and the string encoder canonical_json uses (ensure_ascii=False).
-_MEMBERS: dict[tuple[str, ...], tuple[tuple[tuple[str, str], ...], int]] = {}
-_encode_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+    digest = document["record_hash"] = record_hash(document)
+    return canonical_json(document), digest
 
 
 def new_decision_id() -> str:
-    """A new decision id: a version 7 UUID (RFC 9562), which begins with the time in ms.
-
-    Ids made later sort later (within a millisecond, in random order), so the store's unique
-    index on them grows at its end instead of at random places: measured on a table of
-    200,000 records, an insert costs about 12 µs less than with random (version 4) UUIDs,
-    and the gap widens as the table grows. The other 74 bits come from ``os.urandom``, as a
-    version 4 UUID's do, read 512 ids' worth at a time (a system call per id cost more than
-    the rest of the id); a forked child starts on fresh bytes.
-    """
-    global _random_bits
-    rand = next(_random_bits, None)
-    if rand is None:
-        _random_bits = _fresh_random_bits()
-        rand = next(_random_bits)
+    """A new decision id: a version 7 UUID (RFC 9562), which begins with the time in
+    milliseconds, so that ids made later sort later and the store's unique index on them
+    grows at its end; the other 74 bits are random."""
     milliseconds = time.time_ns() // 1_000_000
-    value = ((milliseconds & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 62) << 64
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = ((milliseconds & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68) << 64
              | 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _fresh_random_bits() -> Iterator[int]:
-    # 74-bit numbers in a list iterator: next() on it is one step under the GIL, so threads
-    # never get the same one; two threads that both find it empty each make a new one.
-    data = os.urandom(_RANDOM_BYTES * 512)
-    return iter([int.from_bytes(data[i:i + _RANDOM_BYTES], "big") >> 6
-                 for i in range(0, len(data), _RANDOM_BYTES)])
-
-
-_RANDOM_BYTES = 10   # 80 bits, of which 74 are kept
-_random_bits: Iterator[int] = iter(())
-os.register_at_fork(after_in_child=lambda: globals().update(_random_bits=iter(())))
+    return str(uuid.UUID(int=value))
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -223,23 +132,9 @@ def parse_timestamp(value: str | datetime) -> str:
     return format_timestamp(moment)
 
 
-_second: tuple[int, str] = (-1, "")
-
-
 def now_timestamp() -> str:
-    """The current time in the record timestamp format (``format_timestamp`` of now).
-
-    On every guard's path: the text up to the second is kept from the previous call in the
-    same second (a tuple, replaced whole, so threads never see half of an update).
-    """
-    global _second
-    micros = time.time_ns() // 1000
-    second, fraction = divmod(micros, 1_000_000)
-    cached, prefix = _second
-    if cached != second:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second = (second, prefix)
-    return f"{prefix}.{fraction:06d}Z"
+    """The current time in the record timestamp format."""
+    return format_timestamp(datetime.now(UTC))
 
 
 def _hex_id(value: Any, digits: int) -> Any:
@@ -272,9 +167,10 @@ class DecisionRecord(_Entry):
     """One guard call: what was asked, what was decided and why. Immutable.
 
     ``arguments`` is the argument object after redaction (``None`` when the model's arguments
-    were not a JSON object); ``arguments_sha256`` is always the digest of the original
-    arguments (see :func:`arguments_digest`); ``erased`` names the redacted paths. ``cause`` is
-    set when the decision is a fail-closed deny (``"engine_timeout"``, ``"invalid_tool_call"``).
+    were unusable); the digest of the original arguments is ``arguments_sha256`` when the
+    policy redacts nothing, ``arguments_hmac`` (keyed) when it does (see :class:`RecordedCall`);
+    ``erased`` names the redacted paths. ``cause`` is set when the decision is a fail-closed
+    deny (``"engine_timeout"``, ``"invalid_tool_call"``).
     """
 
     kind: Literal["decision"] = "decision"
@@ -283,9 +179,11 @@ class DecisionRecord(_Entry):
     timestamp: str = Field(pattern=TIMESTAMP_PATTERN)
     tool: str
     arguments: JSONObject | None
-    arguments_sha256: str = Field(pattern=HASH_PATTERN)
+    arguments_sha256: str | None = Field(default=None, pattern=HASH_PATTERN)
+    arguments_hmac: str | None = Field(default=None, pattern=HMAC_PATTERN)
     erased: list[str] = Field(default_factory=list)
     context: JSONObject = Field(default_factory=dict)
+    context_digest: str | None = None
     model: str | None = None
     call_id: str | None = None
     decision: Action
@@ -327,78 +225,99 @@ class DecisionRecord(_Entry):
     def _trace_id(cls, value: Any) -> Any:
         return _hex_id(value, 32)
 
+    @model_validator(mode="after")
+    def _one_digest(self) -> DecisionRecord:
+        if (self.arguments_sha256 is None) == (self.arguments_hmac is None):
+            raise ValueError("a decision record holds exactly one of arguments_sha256 and "
+                             "arguments_hmac")
+        return self
+
     @field_validator("span_id", mode="before")
     @classmethod
     def _span_id(cls, value: Any) -> Any:
         return _hex_id(value, 16)
 
 
-def decision_document(
-    *,
-    decision_id: str,
-    timestamp: str,
-    tool: str,
-    arguments: JSONObject | None,
-    arguments_sha256: str,
-    erased: Sequence[str],
-    context: Mapping[str, Any],
-    model: str | None,
-    call_id: str | None,
-    decision: str,
-    rule: str | None,
-    reason: str,
-    approvers: Sequence[str],
-    matched: Sequence[dict[str, Any]],
-    errors: Sequence[dict[str, Any]],
-    approval_id: str | None,
-    policy_name: str | None,
-    policy_revision: str | None,
-    engine: str,
-    cause: str | None,
-    latency_us: int,
-    trace_id: str | None,
-    span_id: str | None,
-    opa_decision_id: str | None,
-) -> dict[str, Any]:
-    """The document of a decision record, built without validating it (``guard()``'s path).
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """A tool call as its decision record keeps it.
 
-    Equal to ``DecisionRecord.model_validate(fields).document()`` without the chain fields,
-    for well-formed fields: a UUID string, a timestamp from :func:`now_timestamp`, hex trace
-    and span ids, JSON values (``tests/records/test_documents.py`` holds the two to each other).
-    Validating the same fields with pydantic costs more than the SQLite transaction that
-    stores them, so :meth:`SQLiteRecordStore.append_document` is kept for callers that build
-    every field themselves; anything else goes through :meth:`SQLiteRecordStore.append`.
-    A value that is not JSON still fails when the store serialises the document.
+    Attributes:
+        tool: the tool name (its ``str``, when the model sent something else).
+        arguments: the argument object after redaction; None when the arguments were
+            unusable (not JSON, not an object, too large or too deep): then only their digest
+            is kept.
+        arguments_digest: the digest of the original arguments: ``sha256:`` when the policy
+            redacts nothing, else ``hmac-sha256:`` under the store's key, so that a redacted
+            low-entropy value cannot be recovered by trying candidates.
+        erased: the concrete paths that were redacted.
+        context: the context object; ``{}`` when it could not be stored as given.
+        context_digest: the digest of a context that could not be stored as given.
+        model, call_id: as the caller gave them (None when not strings).
     """
-    if decision not in ("allow", "deny", "require_approval"):
-        raise ValueError(f"decision must be allow, deny or require_approval, found {decision!r}")
-    return {
-        "kind": "decision",
-        "decision_id": decision_id,
-        "timestamp": timestamp,
-        "tool": tool,
-        "arguments": arguments,
-        "arguments_sha256": arguments_sha256,
-        "erased": list(erased),
-        "context": dict(context),
-        "model": model,
-        "call_id": call_id,
-        "decision": decision,
-        "rule": rule,
-        "reason": reason,
-        "approvers": list(approvers),
-        "matched": list(matched),
-        "errors": list(errors),
-        "approval_id": approval_id,
-        "policy_name": policy_name,
-        "policy_revision": policy_revision,
-        "engine": engine,
-        "cause": cause,
-        "latency_us": latency_us,
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "opa_decision_id": opa_decision_id,
-    }
+
+    tool: str
+    arguments: JSONObject | None
+    arguments_digest: str
+    erased: tuple[str, ...] = ()
+    context: JSONObject = field(default_factory=dict)
+    context_digest: str | None = None
+    model: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardRecord:
+    """Everything ``Veto.guard()`` records for one call; the store adds the chain fields.
+
+    :meth:`document` is the record document, which :class:`DecisionRecord` validates when it
+    is read back (the two are held to each other by ``tests/records/test_documents.py``).
+    """
+
+    decision_id: str
+    timestamp: str
+    call: RecordedCall
+    verdict: Verdict
+    engine: str
+    latency_us: int
+    approval_id: str | None = None
+    cause: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    opa_decision_id: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        call, verdict = self.call, self.verdict
+        keyed = call.arguments_digest.startswith("hmac-")
+        return {
+            "kind": "decision",
+            "decision_id": self.decision_id,
+            "timestamp": self.timestamp,
+            "tool": call.tool,
+            "arguments": call.arguments,
+            "arguments_sha256": None if keyed else call.arguments_digest,
+            "arguments_hmac": call.arguments_digest if keyed else None,
+            "erased": list(call.erased),
+            "context": call.context,
+            "context_digest": call.context_digest,
+            "model": call.model,
+            "call_id": call.call_id,
+            "decision": verdict.decision,
+            "rule": verdict.rule,
+            "reason": verdict.reason,
+            "approvers": list(verdict.approvers),
+            "matched": [m.document() for m in verdict.matched],
+            "errors": [e.document() for e in verdict.errors],
+            "approval_id": self.approval_id,
+            "policy_name": verdict.policy_name,
+            "policy_revision": verdict.policy_revision,
+            "engine": self.engine,
+            "cause": self.cause,
+            "latency_us": self.latency_us,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "opa_decision_id": self.opa_decision_id,
+        }
 
 
 class OutcomeRecord(_Entry):

@@ -31,7 +31,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from veto_opa.records.model import arguments_digest, canonical_json, loads_json
+from veto_opa._json import canonical_json, keyed_digest, loads_json, sha256_digest
+from veto_opa.records.model import arguments_digest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -155,8 +156,7 @@ def format_path(segments: Sequence[str | int]) -> str:
 
 def hmac_digest(value: Any, key: bytes) -> str:
     """``"hmac-sha256:<hex>"`` of the canonical JSON of ``value`` under ``key``."""
-    mac = hmac.new(key, canonical_json(value).encode("utf-8"), hashlib.sha256)
-    return HMAC_PREFIX + mac.hexdigest()
+    return keyed_digest(key, canonical_json(value))
 
 
 def _matches(
@@ -233,6 +233,47 @@ def redact(
         parent = _lookup(result, at[:-1])
         parent[at[-1]] = hmac_digest(_lookup(arguments, at), bytes(key))
     return result, [format_path(at) for at in outer]
+
+
+class Redactor:
+    """What a record may keep of a call's arguments: redaction paths and the store's key.
+
+    When any path is configured, every digest of arguments or context that leaves the process
+    is keyed (:meth:`digest` is an HMAC under ``key``): a plain sha256 of arguments holding a
+    redacted 4-digit PIN is reversed by trying the 10,000 candidates.
+
+    Args:
+        paths: redaction paths (``args.password``), as written in policies and settings.
+        key: the HMAC key (at least 16 bytes; the store's ``record.key``).
+
+    Raises:
+        ValueError: a path is malformed or the key is too short.
+    """
+
+    def __init__(self, paths: Sequence[str], key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the redaction key must be at least 16 bytes")
+        self.paths = tuple(dict.fromkeys(paths))
+        self._parsed = [parse_redact_path(p) for p in self.paths]
+        self._key = bytes(key)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether digests are keyed: some path is configured."""
+        return bool(self.paths)
+
+    def digest(self, data: str | bytes) -> str:
+        """The digest of canonical JSON or raw text: ``hmac-sha256:`` when keyed, else
+        ``sha256:``."""
+        return keyed_digest(self._key, data) if self.keyed else sha256_digest(data)
+
+    def arguments(self, arguments: JSONObject) -> tuple[JSONObject, list[str]]:
+        """The arguments with every configured path replaced by its keyed digest, and the
+        concrete paths erased (see :func:`redact`); the arguments themselves when no path is
+        configured."""
+        if not self._parsed:
+            return arguments, []
+        return redact(arguments, self._parsed, self._key)
 
 
 @dataclass(frozen=True)

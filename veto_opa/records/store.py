@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import ValidationError
 
+from veto_opa._paths import KEY_FILE, RECORDS_FILE, default_home, ensure_home, ensure_private_file
 from veto_opa._sqlite import busy_waits, is_busy, prepare
 from veto_opa.errors import RecordError
 from veto_opa.records import export as export_files
@@ -72,6 +73,9 @@ from veto_opa.records.model import (
     DecisionRecord,
     OutcomeRecord,
     VerifyResult,
+    OUTCOME_STATUSES,
+    REFUSED,
+    GuardRecord,
     new_decision_id,
     now_timestamp,
     parse_timestamp,
@@ -81,9 +85,6 @@ from veto_opa.records.model import (
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-DEFAULT_HOME = ".veto"
-STORE_FILE = "records.sqlite3"
-KEY_FILE = "record.key"
 KEY_BYTES = 32
 SCHEMA_VERSION = 1
 
@@ -136,14 +137,9 @@ _CHECKPOINTER_IDLE = 10.0
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
-def default_home() -> Path:
-    """``$VETO_HOME``, or ``.veto`` in the working directory."""
-    return Path(os.environ.get("VETO_HOME") or DEFAULT_HOME)
-
-
 def store_path(home: str | os.PathLike[str] | None = None) -> Path:
     """The record database under a veto home: ``<home>/records.sqlite3``."""
-    return Path(home if home is not None else default_home()) / STORE_FILE
+    return Path(home if home is not None else default_home()) / RECORDS_FILE
 
 
 def load_or_create_key(home: str | os.PathLike[str]) -> bytes:
@@ -162,7 +158,7 @@ def load_or_create_key(home: str | os.PathLike[str]) -> bytes:
     except FileNotFoundError:
         pass
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        ensure_home(home)
         temp = home / f".{KEY_FILE}.{os.getpid()}.{uuid.uuid4().hex}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -197,13 +193,27 @@ def _read_key(path: Path) -> bytes:
 
 
 class RecordStore(Protocol):
-    """Where decision records go. Append-only: there is no update and no delete."""
+    """Where decision records go: everything ``Veto.guard()`` and the CLI call. Append-only:
+    there is no update and no delete."""
 
-    def append(self, record_fields: Mapping[str, Any]) -> DecisionRecord: ...
+    def append_decision(self, record: GuardRecord) -> None:
+        """Chain and commit one guard call's record; returns once it is durable.
+
+        Raises:
+            RecordError: the record cannot be stored (the guard then denies the call).
+        """
+        ...
 
     def append_outcome(
         self, decision_id: str, status: str, error: str | None = None
-    ) -> OutcomeRecord: ...
+    ) -> OutcomeRecord:
+        """Record what happened after a decision (see :data:`OUTCOME_STATUSES`).
+
+        Raises:
+            RecordError: unknown decision, unknown status, an outcome that contradicts the
+                decision or follows another (the attempt is recorded as ``refused``).
+        """
+        ...
 
     def query(
         self,
@@ -241,15 +251,15 @@ class RecordStore(Protocol):
 class _Pending:
     """One entry waiting for the group commit, and then its outcome.
 
-    ``record`` is the validated model, or None for a document appended as it is
-    (:meth:`SQLiteRecordStore.append_document`); ``result`` is then the stored document.
+    ``record`` is the validated model, or None for a guard's record appended as it is
+    (:meth:`SQLiteRecordStore.append_decision`); ``result`` is then the stored document.
     """
 
     document: dict[str, Any]
     record: DecisionRecord | OutcomeRecord | None
-    texts: Mapping[str, str] | None = None   # canonical texts of some values, for seal()
     result: DecisionRecord | OutcomeRecord | dict[str, Any] | None = None
     error: str | None = None
+    refusal: str | None = None   # an outcome written as "refused": raised once it is stored
     cause: BaseException | None = None
     done: bool = False
 
@@ -274,6 +284,35 @@ def _filters(
         clauses.append("timestamp < ?")
         params.append(parse_timestamp(until))
     return " AND ".join(clauses), params
+
+
+@dataclass(eq=False)
+class _Known:
+    """A recorded decision, as the leader checks an outcome against it."""
+
+    decision: str
+    outcome: str | None = None
+
+
+def _check_outcome(item: _Pending, known: _Known) -> None:
+    """Turn an outcome that the decision does not allow into a ``refused`` entry: the attempt
+    is kept in the chain, and the caller gets the reason as a :class:`RecordError`."""
+    document = item.document
+    status = document["status"]
+    problem = None
+    if item.refusal is not None:
+        return   # refused before queueing (an unknown status)
+    if known.outcome is not None:
+        problem = f"the decision already has the outcome {known.outcome!r}"
+    elif status in ("executed", "failed") and known.decision != "allow":
+        problem = (f"the decision was {known.decision!r}: a tool that was not allowed "
+                   "cannot have run")
+    if problem is None:
+        known.outcome = status
+        return
+    item.refusal = (f"refused outcome {status!r} for decision {document['decision_id']}: "
+                    f"{problem}")
+    document["status"], document["error"] = REFUSED, item.refusal
 
 
 class SQLiteRecordStore:
@@ -405,23 +444,15 @@ class SQLiteRecordStore:
             fields["timestamp"] = now_timestamp()
         return self._submit(self._pending(DecisionRecord, fields))  # type: ignore[return-value]
 
-    def append_document(self, document: dict[str, Any],
-                        texts: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """Record one decision document as it is, without validating it; returns once committed.
+    def append_decision(self, record: GuardRecord) -> None:
+        """Record one guard call; returns once committed.
 
-        ``guard()``'s path: the document comes from :func:`decision_document`, whose
-        caller built every field. The store fills in ``sequence``, ``prev_hash`` and
-        ``record_hash`` (in ``document`` itself, which is returned); a value that is not JSON
-        fails here as a :class:`RecordError`, and a decision id already recorded is refused.
-        ``texts`` may hold the canonical JSON text of top-level values the caller has already
-        serialised (see :func:`~veto_opa.records.model.seal`); it must be exactly that.
+        ``guard()``'s path: every field of a :class:`GuardRecord` was built from checked
+        values, so its document is stored without validating it again; a value that is not
+        JSON still fails here, as a :class:`RecordError`, and so does a decision id that is
+        already recorded.
         """
-        if document.get("kind") != "decision":
-            raise RecordError("append_document takes decision documents (kind 'decision')")
-        supplied = [name for name in CHAIN_FIELDS if name in document]
-        if supplied:
-            raise RecordError(f"{', '.join(supplied)} are assigned by the store, not the caller")
-        return self._submit(_Pending(document, None, texts))  # type: ignore[return-value]
+        self._submit(_Pending(record.document(), None))
 
     def append_outcome(
         self, decision_id: str, status: str, error: str | None = None
@@ -430,21 +461,26 @@ class SQLiteRecordStore:
 
         Args:
             decision_id: the decision this outcome belongs to.
-            status: a short lowercase word: ``executed``, ``failed``, ``skipped``, ...
+            status: ``executed`` (the tool ran), ``failed`` (it ran and failed) or ``skipped``
+                (it was not run).
             error: what went wrong, for a failure.
 
         Raises:
-            RecordError: unknown decision id, invalid status, or the write failed.
+            RecordError: unknown decision id, or the write failed; or an outcome the decision
+                does not allow — an unknown status, ``executed``/``failed`` after a deny or
+                before an approval, a second outcome — which is recorded as a ``refused``
+                entry naming the attempt before this is raised.
         """
-        fields = {
-            "decision_id": decision_id,
-            "status": status,
-            "error": error,
-            "timestamp": now_timestamp(),
-        }
-        return self._submit(self._pending(OutcomeRecord, fields))  # type: ignore[return-value]
-
-    record_outcome = append_outcome
+        fields: dict[str, Any] = {"decision_id": decision_id, "status": status, "error": error,
+                                  "timestamp": now_timestamp()}
+        refusal = None
+        if status not in OUTCOME_STATUSES:
+            refusal = (f"refused outcome {status!r} for decision {decision_id}: unknown status; "
+                       f"expected one of {', '.join(OUTCOME_STATUSES)}")
+            fields.update(status=REFUSED, error=refusal)
+        item = self._pending(OutcomeRecord, fields)
+        item.refusal = refusal
+        return self._submit(item)  # type: ignore[return-value]
 
     @staticmethod
     def _pending(
@@ -506,6 +542,8 @@ class SQLiteRecordStore:
                             cond.notify_all()
         if item.error is not None:
             raise RecordError(item.error) from item.cause
+        if item.refusal is not None:
+            raise RecordError(item.refusal)
         assert item.result is not None
         return item.result
 
@@ -575,25 +613,27 @@ class SQLiteRecordStore:
                 known = self._known_decisions(conn,
                                               [item.document["decision_id"] for item in batch])
             else:
-                known = set()
+                known = {}
             rows = []
             for item in batch:
                 document = item.document
                 decision_id = document["decision_id"]
                 if document["kind"] == "outcome":
-                    if decision_id not in known:
+                    facts = known.get(decision_id)
+                    if facts is None:
                         item.error = f"unknown decision_id {decision_id!r}"
                         continue
+                    _check_outcome(item, facts)
                 elif decision_id in known:
                     item.error = f"decision_id {decision_id!r} is already recorded"
                     continue
                 else:
-                    known.add(decision_id)
+                    known[decision_id] = _Known(document["decision"])
                 sequence += 1
                 document["sequence"] = sequence
                 document["prev_hash"] = prev_hash
                 try:
-                    text, prev_hash = seal(document, item.texts)
+                    text, prev_hash = seal(document)
                 except (TypeError, ValueError) as exc:  # not JSON: only this entry fails
                     sequence -= 1
                     prev_hash = document["prev_hash"]
@@ -675,20 +715,23 @@ class SQLiteRecordStore:
             self._checkpointer.start()
 
     @staticmethod
-    def _known_decisions(conn: sqlite3.Connection, decision_ids: list[str]) -> set[str]:
-        known: set[str] = set()
+    def _known_decisions(conn: sqlite3.Connection, decision_ids: list[str]) -> dict[str, _Known]:
+        """The recorded decisions among ``decision_ids``, with the outcome each already has."""
+        known: dict[str, _Known] = {}
         unique = list(dict.fromkeys(decision_ids))
         for start in range(0, len(unique), 500):  # stay far below SQLite's variable limit
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            known.update(
-                row[0]
-                for row in conn.execute(
-                    f"SELECT decision_id FROM records WHERE kind = 'decision' "
-                    f"AND decision_id IN ({marks})",
-                    chunk,
-                )
-            )
+            for decision_id, decision in conn.execute(
+                    f"SELECT decision_id, decision FROM records WHERE kind = 'decision' "
+                    f"AND decision_id IN ({marks})", chunk):
+                known[decision_id] = _Known(decision)
+            for decision_id, text in conn.execute(
+                    f"SELECT decision_id, json FROM records WHERE kind = 'outcome' "
+                    f"AND decision_id IN ({marks}) ORDER BY sequence", chunk):
+                status = json.loads(text).get("status")
+                if decision_id in known and status != REFUSED:
+                    known[decision_id].outcome = status
         return known
 
     def _checkpoint_loop(self) -> None:
