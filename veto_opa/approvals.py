@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, get_args
 
+from veto_opa._paths import ensure_home, ensure_private_file
 from veto_opa._sqlite import begin_immediate, prepare
 from veto_opa.errors import ApprovalError, ApprovalExpired
 from veto_opa.records.model import HASH_PATTERN, format_timestamp
@@ -283,9 +284,10 @@ class SQLiteApprovalStore:
         if not create and not self.path.is_file():
             raise ApprovalError(f"no approval store at {self.path}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_home(self.path.parent)
+            ensure_private_file(self.path)
         except OSError as exc:
-            raise ApprovalError(f"cannot create the directory of {self.path}: {exc}") from exc
+            raise ApprovalError(f"cannot create {self.path}: {exc}") from exc
         self._busy_timeout = busy_timeout
         self._conn = self._open(busy_timeout)
 

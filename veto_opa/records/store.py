@@ -373,9 +373,10 @@ class SQLiteRecordStore:
         if not create and not self.path.is_file():
             raise RecordError(f"no decision record store at {self.path}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_home(self.path.parent)
+            ensure_private_file(self.path)
         except OSError as exc:
-            raise RecordError(f"cannot create the directory of {self.path}: {exc}") from exc
+            raise RecordError(f"cannot create {self.path}: {exc}") from exc
         self._writer = self._open_writer()
         try:
             self._reader = self._connect()
