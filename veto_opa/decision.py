@@ -220,27 +220,27 @@ def _object(value: object, what: str) -> dict[str, Any]:
 
 
 def _list(value: object, what: str) -> list[dict[str, Any]]:
-    if type(value) is not list or any(type(v) is not dict for v in cast("list[Any]", value)):
+    if not isinstance(value, list) or any(type(v) is not dict for v in value):
         raise _malformed(f"{what} must be a list of objects, found {_describe(value)}")
-    return cast("list[dict[str, Any]]", value)
+    return value
 
 
 def _string(value: object, what: str) -> str:
-    if type(value) is not str:
+    if not isinstance(value, str):
         raise _malformed(f"{what} must be a string, found {_describe(value)}")
-    return cast(str, value)
+    return value
 
 
 def _optional_string(value: object, what: str) -> str | None:
-    if value is not None and type(value) is not str:
+    if value is not None and not isinstance(value, str):
         raise _malformed(f"{what} must be a string or null, found {_describe(value)}")
-    return cast("str | None", value)
+    return value
 
 
 def _strings(value: object, what: str) -> tuple[str, ...]:
-    if type(value) is not list or any(type(v) is not str for v in cast("list[Any]", value)):
+    if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
         raise _malformed(f"{what} must be a list of strings, found {_describe(value)}")
-    return tuple(cast("list[str]", value))
+    return tuple(value)
 
 
 def _match(m: dict[str, Any]) -> Match:

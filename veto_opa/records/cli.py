@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from veto_opa._cli import (
     add_home,
@@ -37,7 +37,8 @@ from veto_opa._cli import (
 from veto_opa.errors import RecordError
 from veto_opa.records.export import verify_export
 from veto_opa.records.model import parse_timestamp
-from veto_opa.records.store import SQLiteRecordStore, default_home, store_path
+from veto_opa._paths import default_home
+from veto_opa.records.store import SQLiteRecordStore, store_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -114,7 +115,8 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+             ) -> argparse.ArgumentParser:
     """Add the ``decisions`` command group to an argparse subparsers object.
 
     Args:
@@ -320,7 +322,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    fmt = args.format or ("csv" if args.path.lower().endswith(".csv") else "jsonl")
+    fmt: Literal["jsonl", "csv"] = (args.format or
+                                    ("csv" if args.path.lower().endswith(".csv") else "jsonl"))
 
     def action(store: SQLiteRecordStore) -> int:
         count = store.export(args.path, fmt, **_filters(args))

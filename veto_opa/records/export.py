@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from veto_opa.errors import RecordError
-from veto_opa.records.model import ChainChecker, VerifyResult, canonical_json
+from veto_opa._json import canonical_json
+from veto_opa.records.model import ChainChecker, VerifyResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -122,7 +123,10 @@ def write_jsonl(path: str | os.PathLike[str], lines: Iterable[str]) -> int:
 
     _write_atomically(path, write)
     manifest = f"{digest.hexdigest()}  {path.name}\n"
-    _write_atomically(manifest_path(path), lambda handle: handle.write(manifest))
+    def write_manifest(handle: IO[str]) -> None:
+        handle.write(manifest)
+
+    _write_atomically(manifest_path(path), write_manifest)
     return count
 
 

@@ -83,7 +83,7 @@ from veto_opa.records.model import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Generator, Mapping
 
 KEY_BYTES = 32
 SCHEMA_VERSION = 1
@@ -836,7 +836,7 @@ class SQLiteRecordStore:
 
     def _scan(
         self, sql: str, params: list[Any] | tuple[Any, ...] = ()
-    ) -> Iterator[tuple[Any, ...]]:
+    ) -> Generator[tuple[Any, ...], None, None]:
         # Long reads (export, verify) use their own connection: one consistent snapshot, and
         # query() is not held up meanwhile.
         if self._closed:
