@@ -8,7 +8,6 @@ most :data:`~veto_opa._json.MAX_DEPTH` levels. The context must be an object too
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,10 +40,6 @@ class ToolCall:
         """The OPA input document: the expression roots, one to one."""
         return {"tool": self.tool, "args": self.arguments, "context": self.context,
                 "model": self.model, "call_id": self.call_id}
-
-    def input_text(self) -> str:
-        """The input document as compact JSON text, for the engine."""
-        return json.dumps(self.input_document(), separators=(",", ":"), ensure_ascii=False)
 
 
 def check_call(tool: object, arguments: object, context: object, model: object = None,

@@ -238,7 +238,8 @@ class Veto:
         try:
             call = check_call(tool, arguments, context, model, call_id,
                               max_bytes=self.settings.max_argument_bytes)
-            answer = self.engine.decide(call.input_text(), headers=spans.trace_headers(span))
+            answer = self.engine.decide(call.input_document(),
+                                        headers=spans.trace_headers(span))
             verdict, opa_decision_id = answer.verdict, answer.opa_decision_id
         except (EngineError, InvalidToolCall) as e:
             failure, cause = e, e.cause

@@ -52,7 +52,7 @@ def test_decides_like_a_direct_evaluation(embedded: EmbeddedEngine, seed_bundle:
                                           direct: Callable[[dict[str, Any]], Any],
                                           input: dict[str, Any], decision: str,
                                           rule: str | None) -> None:
-    answer = embedded.decide(json.dumps(input))
+    answer = embedded.decide(input)
     assert answer == EngineAnswer(Verdict.from_document(direct(input)), None)
     assert (answer.verdict.decision, answer.verdict.rule) == (decision, rule)
 
@@ -67,7 +67,7 @@ def direct(seed_bundle: Bundle) -> Any:
 
 def test_answer_carries_the_bundle_revision(embedded: EmbeddedEngine,
                                             seed_bundle: Bundle) -> None:
-    answer = embedded.decide(json.dumps(SEED_CASES[0][0]))
+    answer = embedded.decide(SEED_CASES[0][0])
     assert (answer.verdict.policy_name, answer.verdict.policy_revision) == (
         "policies", seed_bundle.revision)
     assert embedded.revision == seed_bundle.revision
@@ -101,7 +101,7 @@ def test_eight_threads_decide_correctly(embedded: EmbeddedEngine) -> None:
         wrong = []
         for i in range(500):
             input, decision, rule = SEED_CASES[(offset + i) % len(SEED_CASES)]
-            got = embedded.decide(json.dumps(input)).verdict
+            got = embedded.decide(input).verdict
             if (got.decision, got.rule) != (decision, rule):
                 wrong.append(f"{input} -> {got.decision} by {got.rule}")
         return wrong
@@ -140,7 +140,7 @@ def _slow_engine_and_input() -> tuple[EmbeddedEngine, dict[str, Any]]:
     n = 20_000
     while True:   # grow the list until one decision takes about 30 ms
         started = time.perf_counter()
-        engine.decide(json.dumps({"n": n}))
+        engine.decide({"n": n})
         if time.perf_counter() - started > 0.03 or n > 5_000_000:
             return engine, {"n": n}
         n *= 2
@@ -151,7 +151,7 @@ def test_two_engines_evaluate_at_the_same_time(monkeypatch: pytest.MonkeyPatch) 
     try:
         gauge = _Gauge(monkeypatch)
         with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(lambda _: engine.decide(json.dumps(input)), range(8)))
+            answers = list(pool.map(lambda _: engine.decide(input), range(8)))
         assert {a.verdict.decision for a in answers} == {"allow"}
         assert len(gauge.peak) == 2, "two OPA engines never evaluated at the same time"
     finally:
@@ -167,7 +167,7 @@ def test_two_engines_are_faster_than_one() -> None:
         def run(threads: int) -> float:
             started = time.perf_counter()
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda _: engine.decide(json.dumps(input)), range(8)))
+                list(pool.map(lambda _: engine.decide(input), range(8)))
             return time.perf_counter() - started
 
         speedups = []
@@ -186,7 +186,7 @@ def test_more_threads_than_engines_wait_for_an_idle_engine(
     with EmbeddedEngine(module_bundle(decision_module("a")), pool_size=1) as engine:
         gauge = _Gauge(monkeypatch)
         with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda _: engine.decide("{}"), range(300)))
+            answers = list(pool.map(lambda _: engine.decide({}), range(300)))
         assert {a.verdict.rule for a in answers} == {"a"}
         assert len(gauge.peak) == 1
 
@@ -200,20 +200,20 @@ def test_a_compiled_bundle_is_evaluated_through_outcome(embedded: EmbeddedEngine
 def test_a_bundle_without_outcome_is_evaluated_through_its_decision() -> None:
     with EmbeddedEngine(module_bundle(decision_module("a")), pool_size=1) as engine:
         assert engine.document == "veto.decision"
-        assert engine.decide("{}").verdict.rule == "a"
+        assert engine.decide({}).verdict.rule == "a"
 
 
 def test_another_query_is_evaluated_as_it_is(seed_bundle: Bundle) -> None:
     with EmbeddedEngine(seed_bundle, pool_size=1, query="veto.no_rule_decision") as engine:
         assert engine.document == "veto.no_rule_decision"
-        assert engine.decide("{}").verdict.reason == (
+        assert engine.decide({}).verdict.reason == (
             "no rule applies; policy policies defaults to allow")
 
 
 def test_the_no_rule_decision_is_the_decision_document(
         embedded: EmbeddedEngine, direct: Callable[[dict[str, Any]], Any]) -> None:
     input = call("send_email", {"to": "a@example.com"})
-    assert embedded.decide(json.dumps(input)).verdict == Verdict.from_document(direct(input))
+    assert embedded.decide(input).verdict == Verdict.from_document(direct(input))
 
 
 _value = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from([
@@ -235,16 +235,16 @@ def test_decides_as_the_decision_document_for_any_call(
     # outcome (null or the decision) and no_rule_decision give exactly data.veto.decision:
     # rules true, false and in error, on tools with and without rules.
     input = {"tool": tool, "args": args, "context": context, "model": None, "call_id": None}
-    assert embedded.decide(json.dumps(input)).verdict == Verdict.from_document(direct(input))
+    assert embedded.decide(input).verdict == Verdict.from_document(direct(input))
 
 
 # -- reload and close ----------------------------------------------------------------------------
 
 def test_reload_swaps_the_policy() -> None:
     with EmbeddedEngine(module_bundle(decision_module("a"), revision="A"), pool_size=2) as engine:
-        assert engine.decide("{}").verdict.rule == "a"
+        assert engine.decide({}).verdict.rule == "a"
         engine.reload(module_bundle(decision_module("b", "allow"), revision="B"))
-        assert engine.decide("{}").verdict.rule == "b"
+        assert engine.decide({}).verdict.rule == "b"
         assert engine.revision == "B"
 
 
@@ -252,9 +252,9 @@ def test_reload_from_the_seed_policy_to_another(seed_bundle: Bundle) -> None:
     input = call("execute_sql", {"statement": "DROP TABLE t", "database": "analytics"},
                  environment="production")
     with EmbeddedEngine(seed_bundle, pool_size=1) as engine:
-        assert engine.decide(json.dumps(input)).verdict.decision == "deny"
+        assert engine.decide(input).verdict.decision == "deny"
         engine.reload(module_bundle(decision_module("anything_goes", "allow")))
-        assert engine.decide(json.dumps(input)).verdict.rule == "anything_goes"
+        assert engine.decide(input).verdict.rule == "anything_goes"
 
 
 def test_decides_during_reloads_never_fail() -> None:
@@ -268,7 +268,7 @@ def test_decides_during_reloads_never_fail() -> None:
         count = 0
         while not stop.is_set():
             try:
-                seen.add(engine.decide("{}").verdict.rule)
+                seen.add(engine.decide({}).verdict.rule)
             except BaseException as error:  # noqa: BLE001 - collected and asserted below
                 failures.append(error)
             count += 1
@@ -292,7 +292,7 @@ def test_a_rejected_reload_keeps_the_old_bundle() -> None:
     with EmbeddedEngine(module_bundle(decision_module("a")), pool_size=1) as engine:
         with pytest.raises(BundleError):
             engine.reload(module_bundle("package veto\n\ndecision := {\n"))
-        assert engine.decide("{}").verdict.rule == "a"
+        assert engine.decide({}).verdict.rule == "a"
 
 
 def test_decide_after_close_raises_engine_unavailable() -> None:
@@ -300,7 +300,7 @@ def test_decide_after_close_raises_engine_unavailable() -> None:
     engine.close()
     engine.close()   # idempotent
     with pytest.raises(EngineUnavailable, match="the embedded engine is closed"):
-        engine.decide("{}")
+        engine.decide({})
     with pytest.raises(EngineUnavailable, match="the embedded engine is closed"):
         engine.reload(module_bundle(decision_module("b")))
 
@@ -309,7 +309,7 @@ def test_close_waits_for_calls_in_flight(monkeypatch: pytest.MonkeyPatch) -> Non
     engine, input = _slow_engine_and_input()
     gauge = _Gauge(monkeypatch)
     with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(engine.decide, json.dumps(input)) for _ in range(2)]
+        futures = [pool.submit(engine.decide, input) for _ in range(2)]
         deadline = time.monotonic() + 10
         while len(gauge.active) < 2 and time.monotonic() < deadline:
             time.sleep(0.0005)

@@ -32,7 +32,6 @@ from veto_opa.errors import (
 )
 
 INPUT = SEED_CASES[0][0]
-TEXT = json.dumps(INPUT)
 DECISION = {"decision": "deny", "rule": "r", "reason": "because", "approvers": [],
             "matched": [{"rule": "r", "action": "deny", "message": "because", "policy": "p",
                          "approvers": []}],
@@ -57,7 +56,7 @@ def served(standin: OpaStandin) -> Iterator[tuple[OpaStandin, RestEngine]]:
 def test_rest_connection_refused() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     with RestEngine(url) as engine, pytest.raises(EngineUnavailable) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == f"OPA at {url} refused the connection"
     assert raised.value.cause == "engine_unavailable"
 
@@ -69,7 +68,7 @@ def test_rest_host_not_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
     with RestEngine("http://opa.invalid:8181") as engine, \
             pytest.raises(EngineUnavailable) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value).startswith("cannot resolve OPA's host in http://opa.invalid:8181: ")
 
 
@@ -77,7 +76,7 @@ def test_rest_tls_failure(served: tuple[OpaStandin, RestEngine]) -> None:
     standin, _ = served
     url = standin.url.replace("http://", "https://")   # TLS to a plain-HTTP server
     with RestEngine(url) as engine, pytest.raises(EngineUnavailable) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value).startswith(f"TLS with OPA at {url} failed: ")
 
 
@@ -85,17 +84,17 @@ def test_rest_connection_closed_without_an_answer(served: tuple[OpaStandin, Rest
     standin, engine = served
     standin.close_connection = True
     with pytest.raises(EngineUnavailable) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == f"OPA at {standin.url} closed the connection without answering"
 
 
 def test_rest_reused_connection_closed_without_an_answer_is_retried_once(
         served: tuple[OpaStandin, RestEngine]) -> None:
     standin, engine = served
-    engine.decide(TEXT)
+    engine.decide(INPUT)
     standin.close_connection = True
     with pytest.raises(EngineUnavailable) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == f"OPA at {standin.url} closed the connection without answering"
     assert len(standin.requests) == 1 + 2   # the kept-alive connection, then one new one
     assert standin.connections == 2
@@ -108,7 +107,7 @@ def test_rest_connect_timeout() -> None:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         with socket.create_connection(listener.getsockname()), \
                 RestEngine(url, timeout=0.2) as engine, pytest.raises(EngineTimeout) as raised:
-            engine.decide(TEXT)
+            engine.decide(INPUT)
     assert str(raised.value) == f"OPA at {url} did not accept the connection within 0.2 s"
 
 
@@ -117,7 +116,7 @@ def test_rest_timeout(served: tuple[OpaStandin, RestEngine]) -> None:
     standin.delay = 5.0
     started = time.monotonic()
     with pytest.raises(EngineTimeout) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     elapsed = time.monotonic() - started
     assert str(raised.value) == "OPA did not answer within 0.3 s"
     assert raised.value.cause == "engine_timeout"
@@ -126,10 +125,10 @@ def test_rest_timeout(served: tuple[OpaStandin, RestEngine]) -> None:
 
 def test_rest_timeout_is_not_retried(served: tuple[OpaStandin, RestEngine]) -> None:
     standin, engine = served
-    engine.decide(TEXT)
+    engine.decide(INPUT)
     standin.delay = 5.0
     with pytest.raises(EngineTimeout):
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert len(standin.requests) == 2
 
 
@@ -137,9 +136,9 @@ def test_rest_recovers_after_a_timeout(served: tuple[OpaStandin, RestEngine]) ->
     standin, engine = served
     standin.delay = 5.0
     with pytest.raises(EngineTimeout):
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     standin.delay = 0.0
-    assert engine.decide(TEXT).verdict.decision == "deny"
+    assert engine.decide(INPUT).verdict.decision == "deny"
 
 
 def test_rest_http_500_names_opas_message(served: tuple[OpaStandin, RestEngine]) -> None:
@@ -150,7 +149,7 @@ def test_rest_http_500_names_opas_message(served: tuple[OpaStandin, RestEngine])
                     "message": "complete rules must not produce multiple outputs",
                     "location": {"file": "veto/decision.rego", "row": 7, "col": 1}}]}).encode()
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == (
         "OPA answered HTTP 500: error(s) occurred while evaluating query; "
         "veto/decision.rego:7: eval_conflict_error: complete rules must not produce multiple "
@@ -160,7 +159,7 @@ def test_rest_http_500_names_opas_message(served: tuple[OpaStandin, RestEngine])
 def test_rest_evaluation_error_is_http_500() -> None:
     with OpaStandin(module_bundle(FAILING), pool_size=1) as url, RestEngine(url) as engine, \
             pytest.raises(EngineProtocolError) as raised:
-        engine.decide('{"zero": 0}')
+        engine.decide({"zero": 0})
     assert str(raised.value) == (
         "OPA answered HTTP 500: error(s) occurred while evaluating query; "
         "veto/decision.rego:3: eval_builtin_error: div: divide by zero")
@@ -170,7 +169,7 @@ def test_rest_http_error_without_json(served: tuple[OpaStandin, RestEngine]) -> 
     standin, engine = served
     standin.status, standin.body = 502, b"<html>Bad Gateway</html>"
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == "OPA answered HTTP 502: '<html>Bad Gateway</html>'"
 
 
@@ -179,7 +178,7 @@ def test_rest_unauthorized(served: tuple[OpaStandin, RestEngine]) -> None:
     standin.status, standin.body = 401, json.dumps(
         {"code": "unauthorized", "message": "request rejected by administrative policy"}).encode()
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == "OPA answered HTTP 401: request rejected by administrative policy"
 
 
@@ -187,7 +186,7 @@ def test_rest_answer_not_json(served: tuple[OpaStandin, RestEngine]) -> None:
     standin, engine = served
     standin.status, standin.body = 200, b"not json"
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == "OPA's answer is not JSON: 'not json'"
 
 
@@ -195,7 +194,7 @@ def test_rest_long_answer_is_cut_to_80_characters(served: tuple[OpaStandin, Rest
     standin, engine = served
     standin.status, standin.body = 200, b"x" * 500
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == "OPA's answer is not JSON: '" + "x" * 80 + "'..."
 
 
@@ -203,7 +202,7 @@ def test_rest_answer_not_an_object(served: tuple[OpaStandin, RestEngine]) -> Non
     standin, engine = served
     standin.status, standin.body = 200, b'["allow"]'
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == "OPA's answer is not a JSON object: '[\"allow\"]'"
 
 
@@ -241,7 +240,7 @@ def raw_server(answer: bytes) -> Iterator[str]:
 def test_rest_answer_that_is_not_http() -> None:
     with raw_server(b"SSH-2.0-OpenSSH_9.6\r\n") as url, RestEngine(url) as engine, \
             pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == (
         "OPA's answer is not HTTP/1.1: BadStatusLine('SSH-2.0-OpenSSH_9.6\\r\\n')")
 
@@ -250,7 +249,7 @@ def test_rest_answer_cut_short() -> None:
     answer = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 90\r\n\r\n{"res'
     with raw_server(answer) as url, RestEngine(url) as engine, \
             pytest.raises(EngineUnavailable) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == (
         f"OPA at {url} closed the connection in the middle of its answer (5 bytes received)")
 
@@ -259,7 +258,7 @@ def test_rest_answer_without_result_is_undefined(served: tuple[OpaStandin, RestE
     standin, engine = served
     standin.load(None)   # OPA running without the bundle: every document is undefined
     with pytest.raises(PolicyNotLoaded) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == (
         f"data.veto.decision is undefined at OPA {standin.url}: is the veto bundle loaded?")
     assert raised.value.cause == "policy_not_loaded"
@@ -271,7 +270,7 @@ def test_rest_result_that_is_not_a_decision(served: tuple[OpaStandin, RestEngine
     standin, engine = served
     standin.status, standin.body = 200, json.dumps({"result": result}).encode()
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value).startswith("the engine's answer is not a decision object: ")
 
 
@@ -279,23 +278,22 @@ def test_rest_malformed_decision_from_the_policy(served: tuple[OpaStandin, RestE
     standin, engine = served
     standin.load(module_bundle(MALFORMED))
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == ("the engine's answer is not a decision object: "
                                  "expected an object, found a number 5")
 
 
 def test_rest_input_that_is_not_json(served: tuple[OpaStandin, RestEngine]) -> None:
-    # The guard never sends such text; OPA refuses it, and that is no decision either.
     _, engine = served
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide('{"args": {"x": NaN}}')
-    assert str(raised.value).startswith("OPA answered HTTP 400: ")
+        engine.decide({"args": {"x": float("nan")}})
+    assert str(raised.value).startswith("the input cannot be sent to OPA as JSON: ")
 
 
 def test_rest_header_that_cannot_be_sent(served: tuple[OpaStandin, RestEngine]) -> None:
     _, engine = served
     with pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT, headers={"traceparent": "00-a\r\nInjected: yes"})
+        engine.decide(INPUT, headers={"traceparent": "00-a\r\nInjected: yes"})
     assert str(raised.value).startswith("the request to OPA cannot be built: ")
 
 
@@ -304,14 +302,14 @@ def test_rest_header_that_cannot_be_sent(served: tuple[OpaStandin, RestEngine]) 
 def test_embedded_undefined() -> None:
     with EmbeddedEngine(module_bundle(UNDEFINED), pool_size=1) as engine, \
             pytest.raises(PolicyNotLoaded) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == "data.veto.decision is undefined: is the veto bundle loaded?"
 
 
 def test_embedded_evaluation_error() -> None:
     with EmbeddedEngine(module_bundle(FAILING), pool_size=1) as engine, \
             pytest.raises(EngineEvaluationError) as raised:
-        engine.decide('{"zero": 0}')
+        engine.decide({"zero": 0})
     assert str(raised.value) == ("OPA could not evaluate data.veto.decision: "
                                  "veto/decision.rego:3: eval_builtin_error: div: divide by zero")
     assert raised.value.cause == "engine_evaluation_error"
@@ -326,24 +324,24 @@ def test_embedded_exception_outside_opa(monkeypatch: pytest.MonkeyPatch) -> None
     with EmbeddedEngine(module_bundle(UNDEFINED), pool_size=1) as engine:
         monkeypatch.setattr(OpaEngine, "eval_document", broken)
         with pytest.raises(EngineEvaluationError) as raised:
-            engine.decide(TEXT)
+            engine.decide(INPUT)
     assert str(raised.value) == ("OPA could not evaluate data.veto.decision: MemoryError: "
                                  "out of memory")
 
 
 def test_embedded_input_that_is_not_json() -> None:
-    # NaN has no JSON text: refused before OPA sees anything.
+    # The guard never sends NaN (it is an invalid tool call); OPA's parser refuses it.
     with EmbeddedEngine(module_bundle(UNDEFINED), pool_size=1) as engine, \
             pytest.raises(EngineEvaluationError) as raised:
-        engine.decide('{"args": {"x": NaN}}')
-    assert str(raised.value) == ("OPA could not evaluate data.veto.decision: the input is not "
-                                 "JSON: NaN is not JSON")
+        engine.decide({"args": {"x": float("nan")}})
+    assert str(raised.value) == ("OPA could not evaluate data.veto.decision: invalid "
+                                 "character 'N' looking for beginning of value")
 
 
 def test_embedded_malformed_result() -> None:
     with EmbeddedEngine(module_bundle(MALFORMED), pool_size=1) as engine, \
             pytest.raises(EngineProtocolError) as raised:
-        engine.decide(TEXT)
+        engine.decide(INPUT)
     assert str(raised.value) == ("the engine's answer is not a decision object: "
                                  "expected an object, found a number 5")
 
@@ -352,9 +350,9 @@ def test_embedded_engine_still_decides_after_failures() -> None:
     with EmbeddedEngine(module_bundle(FAILING), pool_size=1) as engine:
         for _ in range(3):
             with pytest.raises(EngineEvaluationError):
-                engine.decide('{"zero": 0}')
+                engine.decide({"zero": 0})
         with pytest.raises(PolicyNotLoaded):
-            engine.decide("{}")
+            engine.decide({})
 
 
 # -- the shape of a decision ---------------------------------------------------------------------
@@ -398,7 +396,7 @@ def test_from_document_reads_a_decision() -> None:
 
 def test_fake_engine_returns_the_checked_decision() -> None:
     engine = FakeEngine(lambda input: DECISION)
-    assert engine.decide(TEXT, headers={"traceparent": "t"}) == EngineAnswer(
+    assert engine.decide(INPUT, headers={"traceparent": "t"}) == EngineAnswer(
         Verdict.from_document(DECISION))
     assert engine.calls == [(INPUT, {"traceparent": "t"})]
     assert engine.name == "fake"
@@ -407,7 +405,7 @@ def test_fake_engine_returns_the_checked_decision() -> None:
 def test_fake_engine_raises_a_returned_exception() -> None:
     engine = FakeEngine(lambda input: EngineTimeout("OPA did not answer within 0.5 s"))
     with pytest.raises(EngineTimeout, match="OPA did not answer within 0.5 s"):
-        engine.decide(TEXT)
+        engine.decide(INPUT)
 
 
 def test_fake_engine_raises_what_fn_raises() -> None:
@@ -415,17 +413,17 @@ def test_fake_engine_raises_what_fn_raises() -> None:
         raise EngineUnavailable("OPA at http://opa:8181 refused the connection")
 
     with pytest.raises(EngineError, match="refused the connection"):
-        FakeEngine(fn).decide(TEXT)
+        FakeEngine(fn).decide(INPUT)
 
 
 def test_fake_engine_checks_the_decision() -> None:
     with pytest.raises(EngineProtocolError, match="'reason' must be a string"):
-        FakeEngine(lambda input: {**DECISION, "reason": 1}).decide(TEXT)
+        FakeEngine(lambda input: {**DECISION, "reason": 1}).decide(INPUT)
 
 
 def test_fake_engine_passes_an_answer_with_decision_id() -> None:
     answer = EngineAnswer(Verdict.from_document(DECISION), "id-1")
-    assert FakeEngine(lambda input: answer).decide(TEXT) == answer
+    assert FakeEngine(lambda input: answer).decide(INPUT) == answer
     engine = FakeEngine(lambda input: DECISION)
     engine.close()
     assert engine.closed

@@ -93,19 +93,19 @@ def test_health_with_bundles() -> None:
                          ids=[f"{i}-{c[1]}" for i, c in enumerate(SEED_CASES)])
 def test_decides_like_the_embedded_engine(rest: RestEngine, embedded: EmbeddedEngine,
                                           input: dict, decision: str, rule: str | None) -> None:
-    answer = rest.decide(json.dumps(input))
-    assert answer.verdict == embedded.decide(json.dumps(input)).verdict
+    answer = rest.decide(input)
+    assert answer.verdict == embedded.decide(input).verdict
     assert (answer.verdict.decision, answer.verdict.rule) == (decision, rule)
 
 
 def test_decision_id_with_decision_logging(rest: RestEngine) -> None:
-    answer = rest.decide(json.dumps(SEED_CASES[0][0]))
+    answer = rest.decide(SEED_CASES[0][0])
     assert answer.opa_decision_id is not None and UUID.match(answer.opa_decision_id)
 
 
 def test_traceparent_is_accepted(rest: RestEngine) -> None:
     header = "00-" + uuid.uuid4().hex + "-" + uuid.uuid4().hex[:16] + "-01"
-    assert rest.decide(json.dumps(SEED_CASES[0][0]), headers={"traceparent": header}).verdict
+    assert rest.decide(SEED_CASES[0][0], headers={"traceparent": header}).verdict
 
 
 def test_connection_refused() -> None:
@@ -113,14 +113,14 @@ def test_connection_refused() -> None:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     with RestEngine(url) as engine, pytest.raises(EngineUnavailable) as raised:
-        engine.decide(json.dumps(SEED_CASES[0][0]))
+        engine.decide(SEED_CASES[0][0])
     assert str(raised.value) == f"OPA at {url} refused the connection"
 
 
 def test_undefined_document() -> None:
     with RestEngine(OPA_URL, path="veto/no_such_document") as engine, \
             pytest.raises(PolicyNotLoaded) as raised:
-        engine.decide(json.dumps(SEED_CASES[0][0]))
+        engine.decide(SEED_CASES[0][0])
     assert str(raised.value) == (f"data.veto.no_such_document is undefined at OPA "
                                  f"{OPA_URL.rstrip('/')}: is the veto bundle loaded?")
 
@@ -128,7 +128,7 @@ def test_undefined_document() -> None:
 def test_result_that_is_not_a_decision() -> None:
     with RestEngine(OPA_URL, path="veto/decision/decision") as engine, \
             pytest.raises(EngineProtocolError) as raised:
-        engine.decide(json.dumps(SEED_CASES[0][0]))
+        engine.decide(SEED_CASES[0][0])
     assert str(raised.value).startswith("the engine's answer is not a decision object: "
                                         "expected an object, found a string ")
 
@@ -137,7 +137,7 @@ def test_evaluation_error_is_http_500(uploaded: Callable[[str], None]) -> None:
     uploaded(CONFLICT)
     with RestEngine(OPA_URL, path="vetotest/conflict/x") as engine, \
             pytest.raises(EngineProtocolError) as raised:
-        engine.decide('{"a": true}')
+        engine.decide({"a": True})
     message = str(raised.value)
     assert message.startswith("OPA answered HTTP 500: error(s) occurred while evaluating query")
     assert "eval_conflict_error: complete rules must not produce multiple outputs" in message
@@ -147,5 +147,5 @@ def test_timeout(uploaded: Callable[[str], None]) -> None:
     uploaded(SLOW)
     with RestEngine(OPA_URL, path="vetotest/slow/x", timeout=0.05) as engine, \
             pytest.raises(EngineTimeout) as raised:
-        engine.decide("{}")
+        engine.decide({})
     assert str(raised.value) == "OPA did not answer within 0.05 s"

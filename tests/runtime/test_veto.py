@@ -99,34 +99,22 @@ ALLOW = {"decision": "allow", "rule": None, "reason": "ok", "approvers": [], "ma
          "errors": [], "policy": {"name": "p", "revision": "r"}}
 
 
-class _TextEngine(FakeEngine):
-    """A fake engine that keeps the input texts it got."""
-
-    def __init__(self) -> None:
-        super().__init__(lambda input: ALLOW)
-        self.texts: list[str] = []
-
-    def decide(self, input_text, *, headers=None):  # noqa: ANN001, ANN201
-        self.texts.append(input_text)
-        return super().decide(input_text, headers=headers)
-
-
 @pytest.mark.parametrize("arguments", [
     {"statement": "SELECT 'é'", "database": "analytics", "n": [1, 2.5, None]},
     '{"n": [1, 2.5, null],  "statement": "SELECT \'\\u00e9\'", "database": "analytics"}',
 ])
-def test_engine_gets_the_input_text(tmp_path: Path, arguments: object) -> None:
-    engine = _TextEngine()
+def test_engine_gets_the_input_document(tmp_path: Path, arguments: object) -> None:
+    engine = FakeEngine(lambda input: ALLOW)
     with Veto(engine=engine, home=tmp_path) as veto:
         d = veto.guard("execute_sql", arguments, PROD, model="m", call_id="c1")
-    text, = engine.texts
-    assert json.loads(text) == {
+    (input, _), = engine.calls
+    assert input == {
         "tool": "execute_sql", "args": {"statement": "SELECT 'é'", "database": "analytics",
                                         "n": [1, 2.5, None]},
         "context": PROD, "model": "m", "call_id": "c1"}
     # The record's digest is of the canonical arguments, whichever form the model sent.
     assert veto_record_digest(tmp_path, d.decision_id) == sha256_digest(
-        canonical_json(json.loads(text)["args"]))
+        canonical_json(input["args"]))
 
 
 def veto_record_digest(home: Path, decision_id: str) -> str:

@@ -1,17 +1,16 @@
-"""The engine protocol: from the JSON text of an OPA input document to a checked verdict.
+"""The engine protocol: from an OPA input document to a checked verdict.
 
 Every engine — the embedded OPA engine, an OPA server over REST, the fake used in tests —
-answers ``decide(input_text)`` with an :class:`EngineAnswer` or raises an
+answers ``decide(input)`` with an :class:`EngineAnswer` or raises an
 :class:`~veto_opa.errors.EngineError` subclass whose message names the cause. Engines never
 make up a decision of their own: ``Veto.guard()`` is the one place that turns an error into a
-fail-closed deny. The guard always hands the input as JSON text (it makes the canonical text
-of the arguments and context anyway, for the record), so no engine serialises it again.
+fail-closed deny. The guard hands only inputs it has checked to be JSON.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from veto_opa.decision import Verdict
 
@@ -41,12 +40,12 @@ class Engine(Protocol):
     name: str
     """``"embedded"``, ``"rest"`` or ``"fake"``: recorded with every decision."""
 
-    def decide(self, input_text: str, *,
+    def decide(self, input: Mapping[str, Any], *,
                headers: Mapping[str, str] | None = None) -> EngineAnswer:
         """Evaluate ``data.veto.decision`` for one OPA input document.
 
         Args:
-            input_text: the JSON text of ``{"tool", "args", "context", "model", "call_id"}``.
+            input: ``{"tool", "args", "context", "model", "call_id"}``, JSON values only.
             headers: request headers for engines that speak HTTP, the W3C
                 ``traceparent``/``tracestate`` of the guard's span; ignored otherwise.
 

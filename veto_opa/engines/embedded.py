@@ -4,7 +4,8 @@
     from veto_opa.translators.bundle import read_bundle
 
     engine = EmbeddedEngine(read_bundle("build/veto.tar.gz"))
-    answer = engine.decide('{"tool": "execute_sql", "args": {...}, "context": {...}, ...}')
+    answer = engine.decide({"tool": "execute_sql", "args": {...}, "context": {...},
+                            "model": None, "call_id": None})
     answer.verdict.decision          # "allow" | "deny" | "require_approval"
 
 One ``opa_bindings.OpaEngine`` evaluates one query at a time, but its Go call runs without the
@@ -37,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
 
-from veto_opa._json import loads_json
 from veto_opa.decision import Verdict
 from veto_opa.engines.base import EngineAnswer
 from veto_opa.errors import (
@@ -168,12 +168,12 @@ class EmbeddedEngine:
         the bundle defines it (see the module docstring), otherwise ``query``."""
         return self._pool.document
 
-    def decide(self, input_text: str, *,
+    def decide(self, input: Mapping[str, Any], *,
                headers: Mapping[str, str] | None = None) -> EngineAnswer:
         """Evaluate the decision for one input on an idle OPA engine of the pool.
 
         Args:
-            input_text: the JSON text of the OPA input document.
+            input: the OPA input document.
             headers: ignored (no HTTP request is made).
 
         Returns:
@@ -182,14 +182,10 @@ class EmbeddedEngine:
         Raises:
             PolicyNotLoaded: the decision document is undefined.
             EngineEvaluationError: OPA raised while evaluating (with OPA's message), or the
-                text is not a JSON object.
+                input is not JSON.
             EngineProtocolError: the document is not a decision object.
             EngineUnavailable: the engine has been closed.
         """
-        try:
-            input = loads_json(input_text)
-        except ValueError as error:
-            raise EngineEvaluationError(f"{self._failed}: the input is not JSON: {error}") from None
         pool = self._pool
         engine = pool.idle.get()
         if engine is _RETIRED:

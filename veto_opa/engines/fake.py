@@ -3,8 +3,7 @@
     engine = FakeEngine(lambda input: {"decision": "allow", ...})
     engine = FakeEngine(lambda input: EngineTimeout("OPA did not answer within 0.5 s"))
 
-Like httpx's ``MockTransport``: the function sees each input document (parsed from the text
-the guard sends) and returns the decision object (checked by
+Like httpx's ``MockTransport``: the function sees each input document and returns the decision object (checked by
 :meth:`~veto_opa.decision.Verdict.from_document`, as a real engine's answer is), an
 :class:`~veto_opa.engines.base.EngineAnswer` (to set ``opa_decision_id``), or an exception,
 which ``decide`` raises — as it does anything the function raises.
@@ -12,7 +11,6 @@ which ``decide`` raises — as it does anything the function raises.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +42,7 @@ class FakeEngine:
         self.calls: list[tuple[dict[str, Any], Mapping[str, str] | None]] = []
         self.closed = False
 
-    def decide(self, input_text: str, *,
+    def decide(self, input: Mapping[str, Any], *,
                headers: Mapping[str, str] | None = None) -> EngineAnswer:
         """Call ``fn(input)``; raise what it returns or raises, else check its decision.
 
@@ -52,9 +50,9 @@ class FakeEngine:
             EngineProtocolError: ``fn`` returned something that is not a decision object.
             BaseException: whatever ``fn`` returned or raised as an exception.
         """
-        input = json.loads(input_text)
-        self.calls.append((input, headers))
-        result = self._fn(input)
+        document = dict(input)
+        self.calls.append((document, headers))
+        result = self._fn(document)
         if isinstance(result, BaseException):
             raise result
         if isinstance(result, EngineAnswer):

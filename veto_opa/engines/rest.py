@@ -213,12 +213,12 @@ class RestEngine:
         self._pool = _Pool(functools.partial(_open, factory, address, options, tunnel),
                            pool_maxsize)
 
-    def decide(self, input_text: str, *,
+    def decide(self, input: Mapping[str, Any], *,
                headers: Mapping[str, str] | None = None) -> EngineAnswer:
-        """POST ``{"input": <input_text>}`` to ``/v1/data/<path>`` and check the answer.
+        """POST ``{"input": input}`` to ``/v1/data/<path>`` and check the answer.
 
         Args:
-            input_text: the JSON text of the OPA input document.
+            input: the OPA input document.
             headers: extra request headers, typically ``traceparent``/``tracestate`` of the
                 caller's span. When None, the current OpenTelemetry context is injected with
                 the global propagator (nothing is added when there is no active span).
@@ -243,7 +243,8 @@ class RestEngine:
                     del request_headers[same]
                 request_headers[name] = value
         try:
-            body = f'{{"input":{input_text}}}'.encode()
+            body = json.dumps({"input": input}, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode()
         except (TypeError, ValueError) as error:
             raise EngineProtocolError(f"the input cannot be sent to OPA as JSON: {error}") from None
         status, content = self._post(body, request_headers)
