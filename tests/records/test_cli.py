@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -390,3 +391,31 @@ def test_register_plugs_into_another_parser(
     args = parser.parse_args(["decisions", "list", "--home", str(home), "--json"])
     assert args.func(args) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
+
+
+def test_show_takes_a_unique_prefix_of_the_id(
+    capsys: pytest.CaptureFixture[str], home: Path, records: list[DecisionRecord]
+) -> None:
+    allow = records[1]
+    code, out, _ = run(capsys, "decisions", "show", allow.decision_id[:13], "--json",
+                       "--home", str(home))
+    assert code == 0 and json.loads(out)["record"]["decision_id"] == allow.decision_id
+    # Version 7 ids made in the same millisecond share their first characters.
+    shared = os.path.commonprefix([r.decision_id for r in records])
+    if shared:
+        code, _, err = run(capsys, "decisions", "show", shared, "--home", str(home))
+        assert code == 1 and "the start of several decision ids" in err
+    code, _, err = run(capsys, "decisions", "show", "zzz", "--home", str(home))
+    assert code == 1 and "no decision 'zzz'" in err
+
+
+def test_verify_of_a_filtered_export_hints_at_allow_gaps(
+    capsys: pytest.CaptureFixture[str], home: Path, records: list[DecisionRecord],
+    tmp_path: Path
+) -> None:
+    target = tmp_path / "denies.jsonl"
+    run(capsys, "decisions", "export", str(target), "--decision", "allow", "--home", str(home))
+    code, out, _ = run(capsys, "decisions", "verify", "--export", str(target))
+    assert code == 1 and "FAILED" in out and "verify it with --allow-gaps" in out
+    code, out, _ = run(capsys, "decisions", "verify", "--export", str(target), "--allow-gaps")
+    assert code == 0 and out.startswith("ok: ")

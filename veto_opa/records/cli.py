@@ -303,8 +303,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     def action(store: SQLiteRecordStore) -> int:
         record = store.get(args.decision_id)
         if record is None:
-            return fail(f"no decision {args.decision_id!r}")
-        outcomes = [outcome.document() for outcome in store.outcomes(args.decision_id)]
+            found = store.decision_ids_starting_with(args.decision_id, limit=6)
+            if not found:
+                return fail(f"no decision {args.decision_id!r}")
+            if len(found) > 1:
+                shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+                return fail(f"{args.decision_id!r} is the start of several decision ids "
+                            f"({shown}); give more of it")
+            record = store.get(found[0])
+            assert record is not None
+        outcomes = [outcome.document() for outcome in store.outcomes(record.decision_id)]
         document = record.document()
         if args.json:
             print_json({"record": document, "outcomes": outcomes})
@@ -334,7 +342,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return _with_store(args, action)
 
 
-def _report(result: VerifyResult, what: str, as_json: bool) -> int:
+def _report(result: VerifyResult, what: str, as_json: bool, hint: str | None = None) -> int:
     if as_json:
         print_json(
             {
@@ -358,6 +366,8 @@ def _report(result: VerifyResult, what: str, as_json: bool) -> int:
         )
         print(f"FAILED: {what}: {where}: {clean(result.problem or '')}")
         print(f"{result.count} records before it are intact")
+        if hint:
+            print(hint)
     return 0 if result.ok else 1
 
 
@@ -371,7 +381,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             result = verify_export(args.export, allow_gaps=args.allow_gaps, anchors=anchors)
         except RecordError as exc:
             return fail(str(exc))
-        return _report(result, args.export, args.json)
+        hint = None
+        if not result.ok and not args.allow_gaps and "is missing" in (result.problem or ""):
+            hint = ("hint: an export made with filters (--decision, --tool, --since, ...) has "
+                    "gaps by design; verify it with --allow-gaps, which still checks every "
+                    "record's hash and every link between consecutive records")
+        return _report(result, args.export, args.json, hint)
     if args.allow_gaps:
         return fail("--allow-gaps applies to --export only")
     return _with_store(args, lambda store: _report(store.verify(anchors=anchors),

@@ -822,6 +822,17 @@ class SQLiteRecordStore:
         )
         return self._decisions(rows)[0] if rows else None
 
+    def decision_ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Decision ids that begin with ``prefix`` (lowercase hex digits and hyphens), oldest
+        first, at most ``limit``; none for a prefix that no id can begin with."""
+        if not prefix or any(c not in "0123456789abcdef-" for c in prefix):
+            return []
+        rows = self._read(
+            "SELECT decision_id FROM records WHERE kind = 'decision' AND decision_id >= ? "
+            "AND decision_id < ? ORDER BY decision_id LIMIT ?",
+            (prefix, prefix + "\uffff", max(0, limit)))
+        return [decision_id for (decision_id,) in rows]
+
     def outcomes(self, decision_id: str) -> list[OutcomeRecord]:
         """The outcomes recorded for a decision, oldest first."""
         rows = self._read(
