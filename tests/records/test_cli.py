@@ -397,7 +397,7 @@ def test_show_takes_a_unique_prefix_of_the_id(
     capsys: pytest.CaptureFixture[str], home: Path, records: list[DecisionRecord]
 ) -> None:
     allow = records[1]
-    code, out, _ = run(capsys, "decisions", "show", allow.decision_id[:13], "--json",
+    code, out, _ = run(capsys, "decisions", "show", allow.decision_id[:24], "--json",
                        "--home", str(home))
     assert code == 0 and json.loads(out)["record"]["decision_id"] == allow.decision_id
     # Version 7 ids made in the same millisecond share their first characters.
