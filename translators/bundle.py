@@ -524,15 +524,17 @@ def _go_float(value: float) -> str:
     return format(Decimal(repr(value)).normalize(), "f")
 
 
-def _go_replace(error: UnicodeError) -> tuple[str, int]:
-    # Go's decoder makes each byte of an ill-formed sequence one U+FFFD; Python's "replace"
-    # would make one U+FFFD of a whole truncated sequence.
-    if not isinstance(error, UnicodeDecodeError):
-        raise error
-    return "\ufffd", error.start + 1
-
-
-codecs.register_error("veto_opa.go_replace", _go_replace)
+def _go_decode(data: bytes) -> str:
+    """UTF-8 as Go's decoder reads it: each byte of an ill-formed sequence is one U+FFFD
+    (Python's "replace" makes one U+FFFD of a whole truncated sequence)."""
+    parts = []
+    while True:
+        try:
+            parts.append(data.decode("utf-8"))
+            return "".join(parts)
+        except UnicodeDecodeError as error:
+            parts += [data[:error.start].decode("utf-8"), "\ufffd"]
+            data = data[error.start + 1:]
 
 
 def _reject_constant(name: str) -> object:
@@ -573,7 +575,7 @@ def _digest(path: str, data: bytes, algorithm: str) -> str:
     if algorithm not in _HASHES:
         raise SignatureError(f"{path}: expected a hash in {sorted(_HASHES)}, found {algorithm!r}")
     if path.rsplit("/", 1)[-1] in _STRUCTURED:
-        text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "veto_opa.go_replace")
+        text = _go_decode(data.removeprefix(codecs.BOM_UTF8))
         try:
             value = json.loads(text, parse_float=_Number, parse_int=_Number,
                                parse_constant=_reject_constant)
