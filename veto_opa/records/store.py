@@ -38,11 +38,10 @@ remembered head that is still the last row is the real one.
 column (the canonical document, exactly what is hashed and exported) plus copies of the
 fields used for filtering. ``verify`` checks that the copies agree with the document.
 Indexed: the sequence (the table's key), decision ids (unique), outcomes by decision, and
-timestamps. Every index costs each record a page write in the WAL (about 12 µs each here,
-measured on an autocommitted insert), so the decision, tool and rule filters have none: they
-are checked on the rows of the time range, newest first, where a listing stops at its limit.
-Stores created by earlier versions also index decision, tool and rule; those indexes are kept
-(and still cost their writes).
+timestamps. Every index costs each record a page write in the WAL, so the decision, tool and
+rule filters have none: they are checked on the rows of the time range, newest first, where a
+listing stops at its limit (the README's records table has the numbers). Stores created by
+earlier versions also index decision, tool and rule; those indexes are kept.
 """
 
 from __future__ import annotations
