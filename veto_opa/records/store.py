@@ -442,7 +442,9 @@ class SQLiteRecordStore:
             fields["decision_id"] = new_decision_id()
         if fields.get("timestamp") is None:
             fields["timestamp"] = now_timestamp()
-        return self._submit(self._pending(DecisionRecord, fields))  # type: ignore[return-value]
+        record = self._submit(self._pending(DecisionRecord, fields))
+        assert isinstance(record, DecisionRecord)
+        return record
 
     def append_decision(self, record: GuardRecord) -> None:
         """Record one guard call; returns once committed.
@@ -480,7 +482,9 @@ class SQLiteRecordStore:
             fields.update(status=REFUSED, error=refusal)
         item = self._pending(OutcomeRecord, fields)
         item.refusal = refusal
-        return self._submit(item)  # type: ignore[return-value]
+        outcome = self._submit(item)
+        assert isinstance(outcome, OutcomeRecord)
+        return outcome
 
     @staticmethod
     def _pending(
@@ -650,10 +654,10 @@ class SQLiteRecordStore:
             if not lone:
                 conn.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error above all; anything else must not escape either
-            if is_busy(exc):
+            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
                 self._undo(batch)
                 self._trust_head_in = _STALE_HEAD_PAUSE   # another process is writing
-                return exc   # type: ignore[return-value]
+                return exc
             if isinstance(exc, sqlite3.IntegrityError) and not checked:
                 self._undo(batch)
                 # A remembered head may be stale (another process appended): read it under the
