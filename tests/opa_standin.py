@@ -315,3 +315,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def main() -> None:
+    """``python -m tests.opa_standin BUNDLE [--decision-logs]``: serve in this process (for
+    benchmarks that keep the server out of the client's process, as OPA is); prints the URL,
+    stops when standard input closes."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("bundle")
+    parser.add_argument("--decision-logs", action="store_true")
+    parser.add_argument("--pool-size", type=int, default=2)
+    options = parser.parse_args()
+    standin = OpaStandin(options.bundle, decision_logs=options.decision_logs,
+                         pool_size=options.pool_size)
+    print(standin.start(), flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        standin.stop()
+
+
+if __name__ == "__main__":
+    main()

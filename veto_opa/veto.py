@@ -245,7 +245,13 @@ class Veto:
                        getattr(self.engine, "sends_headers", True) else None)
             input = {"tool": tool, "args": args, "context": ctx, "model": model,
                      "call_id": call_id}
-            if getattr(self.engine, "takes_text", False):
+            if getattr(self.engine, "takes_input_text", False):   # issue 9's protocol
+                from veto_opa.engines.base import input_text
+
+                text = _input_text(tool, args_text, ctx_text, model, call_id)
+                answer = self.engine.decide(text if text is not None else input_text(input),
+                                            headers=headers)
+            elif getattr(self.engine, "takes_text", False):
                 answer = self.engine.decide(input, headers=headers, text=_input_text(
                     tool, args_text, ctx_text, model, call_id))
             else:

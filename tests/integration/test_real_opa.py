@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
+import httpx
 
-from tests.engines.conftest import SEED_CASES
+from tests.engines.conftest import SEED_CASES, text
 from veto_opa.engines.embedded import EmbeddedEngine
 from veto_opa.engines.rest import RestEngine
 from veto_opa.errors import EngineProtocolError, EngineTimeout, EngineUnavailable, PolicyNotLoaded
@@ -71,8 +71,8 @@ def uploaded() -> Iterator[Callable[[str], None]]:
 
     def upload(source: str) -> None:
         policy_id = f"vetotest-{uuid.uuid4().hex[:8]}"
-        response = requests.put(f"{OPA_URL.rstrip('/')}/v1/policies/{policy_id}", data=source,
-                                headers={"Content-Type": "text/plain"}, timeout=10)
+        response = httpx.put(f"{OPA_URL.rstrip('/')}/v1/policies/{policy_id}", content=source,
+                             headers={"Content-Type": "text/plain"}, timeout=10)
         if response.status_code != 200:
             pytest.skip(f"OPA refused the test policy: HTTP {response.status_code} "
                         f"{response.text[:200]}")
@@ -80,11 +80,11 @@ def uploaded() -> Iterator[Callable[[str], None]]:
 
     yield upload
     for policy_id in ids:
-        requests.delete(f"{OPA_URL.rstrip('/')}/v1/policies/{policy_id}", timeout=10)
+        httpx.delete(f"{OPA_URL.rstrip('/')}/v1/policies/{policy_id}", timeout=10)
 
 
 def test_health_with_bundles() -> None:
-    response = requests.get(f"{OPA_URL.rstrip('/')}/health?bundles", timeout=5)
+    response = httpx.get(f"{OPA_URL.rstrip('/')}/health?bundles", timeout=5)
     assert (response.status_code, response.json()) == (200, {})
 
 
@@ -92,19 +92,19 @@ def test_health_with_bundles() -> None:
                          ids=[f"{i}-{c[1]}" for i, c in enumerate(SEED_CASES)])
 def test_decides_like_the_embedded_engine(rest: RestEngine, embedded: EmbeddedEngine,
                                           input: dict, decision: str, rule: str | None) -> None:
-    answer = rest.decide(input)
+    answer = rest.decide(text(input))
     assert answer.decision == embedded.decide(input).decision
     assert (answer.decision["decision"], answer.decision["rule"]) == (decision, rule)
 
 
 def test_decision_id_with_decision_logging(rest: RestEngine) -> None:
-    answer = rest.decide(SEED_CASES[0][0])
+    answer = rest.decide(text(SEED_CASES[0][0]))
     assert answer.opa_decision_id is not None and UUID.match(answer.opa_decision_id)
 
 
 def test_traceparent_is_accepted(rest: RestEngine) -> None:
     header = "00-" + uuid.uuid4().hex + "-" + uuid.uuid4().hex[:16] + "-01"
-    assert rest.decide(SEED_CASES[0][0], headers={"traceparent": header}).decision
+    assert rest.decide(text(SEED_CASES[0][0]), headers={"traceparent": header}).decision
 
 
 def test_connection_refused() -> None:
@@ -112,14 +112,14 @@ def test_connection_refused() -> None:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     with RestEngine(url) as engine, pytest.raises(EngineUnavailable) as raised:
-        engine.decide(SEED_CASES[0][0])
+        engine.decide(text(SEED_CASES[0][0]))
     assert str(raised.value) == f"OPA at {url} refused the connection"
 
 
 def test_undefined_document() -> None:
     with RestEngine(OPA_URL, path="veto/no_such_document") as engine, \
             pytest.raises(PolicyNotLoaded) as raised:
-        engine.decide(SEED_CASES[0][0])
+        engine.decide(text(SEED_CASES[0][0]))
     assert str(raised.value) == (f"data.veto.no_such_document is undefined at OPA "
                                  f"{OPA_URL.rstrip('/')}: is the veto bundle loaded?")
 
@@ -127,7 +127,7 @@ def test_undefined_document() -> None:
 def test_result_that_is_not_a_decision() -> None:
     with RestEngine(OPA_URL, path="veto/decision/decision") as engine, \
             pytest.raises(EngineProtocolError) as raised:
-        engine.decide(SEED_CASES[0][0])
+        engine.decide(text(SEED_CASES[0][0]))
     assert str(raised.value).startswith("the engine's answer is not a decision object: "
                                         "expected an object, found a string ")
 
@@ -136,7 +136,7 @@ def test_evaluation_error_is_http_500(uploaded: Callable[[str], None]) -> None:
     uploaded(CONFLICT)
     with RestEngine(OPA_URL, path="vetotest/conflict/x") as engine, \
             pytest.raises(EngineProtocolError) as raised:
-        engine.decide({"a": True})
+        engine.decide(text({"a": True}))
     message = str(raised.value)
     assert message.startswith("OPA answered HTTP 500: error(s) occurred while evaluating query")
     assert "eval_conflict_error: complete rules must not produce multiple outputs" in message
@@ -146,5 +146,5 @@ def test_timeout(uploaded: Callable[[str], None]) -> None:
     uploaded(SLOW)
     with RestEngine(OPA_URL, path="vetotest/slow/x", timeout=0.05) as engine, \
             pytest.raises(EngineTimeout) as raised:
-        engine.decide({})
+        engine.decide(text({}))
     assert str(raised.value) == "OPA did not answer within 0.05 s"
