@@ -116,9 +116,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the decision object (data.veto.decision) for one tool call.",
         epilog="example:\n  veto-opa eval examples/policies.yaml --tool execute_sql \\\n"
                "      --args '{\"statement\": \"DROP TABLE customers\", \"database\": "
-               "\"analytics\"}' \\\n      --context '{\"environment\": \"production\"}'")
+               "\"analytics\"}' \\\n      --context '{\"environment\": \"production\"}'\n"
+               "  veto-opa eval --bundle build/veto.tar.gz --key public.pem --key-id veto "
+               "--tool send_email")
     ev.add_argument("policies", nargs="*", metavar="POLICY", help="Veto YAML policy files")
     ev.add_argument("--bundle", metavar="BUNDLE", help="decide with a built bundle instead")
+    ev.add_argument("--key", metavar="FILE",
+                    help="with --bundle: refuse it unless signed with this public key (PEM) "
+                         "or HS* secret, as OPA >= 1.21.3 with signing.keyid")
+    ev.add_argument("--key-id", metavar="ID", help="the key's id (required with --key)")
+    ev.add_argument("--alg", default="RS256", help="the key's algorithm (RS256)")
+    ev.add_argument("--scope", help="the signing scope the bundle must carry")
     ev.add_argument("--tool", required=True)
     ev.add_argument("--args", default="{}", metavar="JSON", help="the tool call's arguments")
     ev.add_argument("--context", default="{}", metavar="JSON")
@@ -259,8 +267,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise VetoError("give policy files or --bundle, not both and not neither")
     arguments = _json_arg(args.args, "args")
     context = _json_arg(args.context, "context")
+    if args.key and not args.bundle:
+        raise VetoError("--key checks a bundle's signature: give --bundle too")
     if args.bundle:
-        bundle = bundles.read_bundle(args.bundle)
+        from veto_opa.bundles import BundleKey, load_bundle
+
+        key = (BundleKey.from_file(args.key, key_id=args.key_id, algorithm=args.alg,
+                                   scope=args.scope) if args.key else None)
+        bundle = load_bundle(args.bundle, key)
     else:
         bundle = build(args.policies).bundle()
     engine = opa_bindings.OpaEngine()

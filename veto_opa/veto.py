@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from veto_opa.approvals import SQLiteApprovalStore
+    from veto_opa.bundles import BundleService
     from veto_opa.engines import Engine
     from veto_opa.records import SQLiteRecordStore
 
@@ -58,6 +59,10 @@ class Veto:
         opa_url: an OPA server that already holds the bundle (default ``VETO_OPA_URL``); set,
             it is used instead of the embedded engine.
         bundle: a built bundle (``.tar.gz`` or directory) for the embedded engine.
+        verification_key: the public key (or HS* secret) file bundles must be signed with
+            (``VETO_BUNDLE_KEY``); needs ``key_id``. Unsigned or tampered bundles are refused.
+        key_id: the verification key's id (``VETO_BUNDLE_KEY_ID``), as OPA's signing.keyid.
+        bundle_url: a bundle service to poll (``VETO_BUNDLE_URL``), see veto_opa.bundles.
         engine: any :class:`veto_opa.engines.Engine` (tests, custom transports).
         tracer_provider: where spans go; default the global provider.
         records: a record store to use instead of the SQLite store under ``VETO_HOME``.
@@ -73,14 +78,25 @@ class Veto:
     def __init__(self, policies: Sequence[str | os.PathLike[str]] | None = None, *,
                  opa_url: str | None = None, bundle: str | os.PathLike[str] | None = None,
                  engine: Engine | None = None, tracer_provider: TracerProvider | None = None,
-                 records: Any = None, **settings: Any) -> None:
+                 records: Any = None, verification_key: str | os.PathLike[str] | None = None,
+                 key_id: str | None = None, bundle_url: str | None = None,
+                 **settings: Any) -> None:
         if policies is not None:
             settings["policies"] = [Path(p) for p in policies]
         if opa_url is not None:
             settings["opa_url"] = opa_url
         if bundle is not None:
             settings["bundle"] = Path(bundle)
-        if (policies is not None or bundle is not None) and opa_url is None:
+        if verification_key is not None:
+            settings["bundle_key"] = Path(verification_key)
+        if key_id is not None:
+            settings["bundle_key_id"] = key_id
+        if bundle_url is not None:
+            settings["bundle_url"] = bundle_url
+        if (policies is not None or bundle is not None) and bundle_url is None:
+            settings["bundle_url"] = None
+        if (policies is not None or bundle is not None or bundle_url is not None) \
+                and opa_url is None:
             settings["opa_url"] = None   # explicit local policies win over VETO_OPA_URL
         store = None
         if records is not None and not isinstance(records, bool):
@@ -93,6 +109,7 @@ class Veto:
         self._policy_redact: tuple[str, ...] = ()
         self._sources: list[Path] = []
         self._mtimes: dict[Path, float] = {}
+        self.bundle_service: BundleService | None = None
         self.engine = engine or self._make_engine()
         self._redact = self._parse_redact([*self._policy_redact, *s.redact])
         self._tracer = spans.tracer_for(tracer_provider) if s.spans else None
@@ -111,6 +128,8 @@ class Veto:
                                                  ttl=s.approval_ttl)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        if self.bundle_service is not None:
+            self.bundle_service.start()
         if self._sources and s.reload_interval > 0 and engine is None:
             self._watcher = threading.Thread(target=self._watch, name="veto-reload", daemon=True)
             self._watcher.start()
@@ -131,14 +150,22 @@ class Veto:
         from veto_opa.engines.embedded import reserve_go_heap
 
         reserve_go_heap(s.go_heap_reserve)
+        if s.bundle_url:
+            from veto_opa.bundles import service_from_settings
+            from veto_opa.translators.bundle import build_bundle
+
+            # Nothing is decided until a bundle is active (undefined: a fail-closed deny).
+            embedded = EmbeddedEngine(build_bundle({}, revision=""), pool_size=s.pool_size)
+            self.bundle_service = service_from_settings(s, embedded.reload)
+            return embedded
         return EmbeddedEngine(self._load_bundle(), pool_size=s.pool_size)
 
     def _load_bundle(self) -> Any:
+        from veto_opa.bundles import key_from_settings, load_bundle
         from veto_opa.translators import build
-        from veto_opa.translators.bundle import read_bundle
 
         if self.settings.bundle is not None:
-            return read_bundle(self.settings.bundle)
+            return load_bundle(self.settings.bundle, key_from_settings(self.settings))
         self._sources = [Path(p) for p in self.settings.policies]
         self._mtimes = self._stat_sources()
         compiled = build(self._sources)
@@ -175,12 +202,14 @@ class Veto:
             PolicyError: the files have problems; the policies in use stay in use.
         """
         if not self._sources:
+            if self.bundle_service is not None:
+                self.bundle_service.poll()
+                return
             if self.settings.bundle is None:
                 raise VetoError("reload() needs policy files; this Veto uses "
                                 f"{self.engine.name}")
-            from veto_opa.translators.bundle import read_bundle
-
-            self.engine.reload(read_bundle(self.settings.bundle))  # type: ignore[attr-defined]
+            # A bundle that fails to load or verify raises here: the last good one stays.
+            self.engine.reload(self._load_bundle())  # type: ignore[attr-defined]
             return
         with self._lock:
             bundle = self._load_bundle()
@@ -537,6 +566,8 @@ class Veto:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        if self.bundle_service is not None:
+            self.bundle_service.stop()
         self.engine.close()
         for store in (self.records, self.approvals):
             if store is not None:
