@@ -126,6 +126,9 @@ class Veto:
                 self.records = SQLiteRecordStore(store_path(s.home), synchronous=s.records_sync)
             self.approvals = SQLiteApprovalStore(s.home / "approvals.sqlite3",
                                                  ttl=s.approval_ttl)
+        from veto_opa.decision_logs import from_settings as decision_logs_from
+
+        self.decision_logs = decision_logs_from(s)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         if self.bundle_service is not None:
@@ -307,6 +310,9 @@ class Veto:
                 log.error("veto-opa could not record decision %s: %s", decision_id, e)
                 failure, cause = e, "record_error"
                 d = _fail_closed(cause, f"the decision record could not be written: {e}")
+        if self.decision_logs is not None:
+            self._log_decision(decision_id, tool, args_text, ctx_text, model, call_id, d,
+                               trace_id, span_id, started)
         if span is not None:
             shown = None
             if self.settings.capture_arguments and isinstance(args, dict):
@@ -469,6 +475,26 @@ class Veto:
         else:
             self.records.append(values)  # type: ignore[union-attr]
 
+    def _log_decision(self, decision_id: str, tool: Any, args_text: str | None,
+                      ctx_text: str | None, model: Any, call_id: Any, d: dict[str, Any],
+                      trace_id: str | None, span_id: str | None, started: int) -> None:
+        """Hand the decision to the decision-log shipper (it never blocks nor raises)."""
+        from veto_opa.decision_logs import decision_object
+
+        assert self.decision_logs is not None
+        text = _input_text(str(tool), args_text, ctx_text, model, call_id) or json.dumps(
+            {"tool": str(tool), "args": None, "context": None,
+             "model": model if isinstance(model, str) else None,
+             "call_id": call_id if isinstance(call_id, str) else None})
+        try:
+            self.decision_logs.submit(
+                decision_id=decision_id, input_text=text, result=decision_object(d),
+                revision=d.get("policy_revision"), trace_id=trace_id, span_id=span_id,
+                latency_ns=time.perf_counter_ns() - started, redact=tuple(self._redact))
+        except Exception as e:  # noqa: BLE001 - logging a decision never changes it
+            log.error("veto-opa could not queue decision %s for the decision log: %s",
+                      decision_id, e)
+
     # -- decorating tools ------------------------------------------------------------------
 
     def tool(self, fn: F | None = None, *, name: str | None = None,
@@ -568,6 +594,8 @@ class Veto:
             self._watcher.join(timeout=5)
         if self.bundle_service is not None:
             self.bundle_service.stop()
+        if self.decision_logs is not None:
+            self.decision_logs.close()
         self.engine.close()
         for store in (self.records, self.approvals):
             if store is not None:
