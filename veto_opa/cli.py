@@ -8,6 +8,7 @@
     veto-opa verify BUNDLE --key FILE              check a signed bundle's signature
     veto-opa decisions list|show|export|verify     the decision records
     veto-opa approvals list|show|approve|reject    approval requests (require_approval)
+    veto-opa traces list|show --jaeger URL|--file PATH   decisions read back from traces
     veto-opa demo                                  evaluate the example agent's tool calls
 
 Exit status: 0 success, 1 a problem with the input (policy, bundle, arguments), 2 tests failed
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from veto_opa import __version__, approvals_cli
+    from veto_opa import __version__, approvals_cli, traces_cli
     from veto_opa.records import cli as records_cli
 
     parser = argparse.ArgumentParser(
@@ -168,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
 
     records_cli.register(commands)
     approvals_cli.register(commands)
+    traces_cli.register(commands)
     return parser
 
 
