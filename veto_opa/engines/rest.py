@@ -13,8 +13,8 @@ from an ``ssl.SSLContext`` built once (``verify``: True for httpx's CA bundle, a
 directory, or False; ``cert`` for mutual TLS), the bearer token as a default header (without
 one, ``.netrc`` credentials for OPA's host), and the environment's proxy for OPA
 (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, read once; ``https`` goes through a
-``CONNECT`` tunnel). The input is never serialised here: the guard hands the compact JSON text of the OPA
-input, and the body is that text spliced into ``{"input":...}``.
+``CONNECT`` tunnel). The input is never serialised here: the guard hands the compact JSON
+text of the OPA input, and the body is that text spliced into ``{"input":...}``.
 
 A request that OPA closed without answering (OPA restarted, an idle timeout of OPA or of a
 proxy closed the kept-alive connection as it was reused) is sent once more: nothing was
