@@ -16,15 +16,20 @@ What it serves, as OPA does (docs/rest-api.md, v1/server/types and writer):
   body that is not JSON -> 400 ``{"code": "invalid_parameter", ...}``; evaluation error -> 500
   ``{"code": "internal_error", "message": "error(s) occurred while evaluating query",
   "errors": [{"code", "message", "location"}]}``. ``GET /v1/data/{path}?input=<json>`` too.
-  Query parameters such as ``?metrics`` and ``?provenance`` are accepted and ignored.
+  ``?metrics`` adds OPA's ``metrics`` (the timers of a cached prepared query, measured);
+  other parameters such as ``?provenance`` are accepted and ignored. A body without
+  ``input`` gets OPA's ``warning`` (``api_usage_warning``). Bodies are written as OPA's
+  ``writer`` writes them: answers compact with a trailing newline, fields in
+  ``DataResponseV1`` order; error objects indented by two spaces with a trailing newline.
+  The recorded answers of a real OPA in ``tests/fixtures/opa/`` hold it to that.
 - ``GET /health`` -> 200 ``{}``; ``GET /health?bundles`` (or ``?bundle``) -> 200 ``{}`` when a
   bundle is loaded, else 500 ``{"error": "not all configured bundles have been activated"}``.
 - ``PUT``/``PATCH``/``DELETE`` on the Data API -> 405 (OPA writes data there; the stand-in
   does not); anything else, the Policy API included -> 404 ``404 page not found``.
 
 Differences from OPA: builtin errors are always strict (OPA's server makes them undefined
-unless ``?strict-builtin-errors``), ``{"input": null}`` counts as no input, and responses are
-compact JSON (OPA writes a trailing newline, and indents error bodies).
+unless ``?strict-builtin-errors``), ``{"input": null}`` counts as no input, and the message
+of a 400 is Python's JSON error, not Go's.
 
 For tests it counts TCP connections (:attr:`connections`), records every request
 (:attr:`requests`, with its headers) and injects failures: :attr:`delay` before answering,
@@ -40,6 +45,7 @@ import queue
 import re
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -178,10 +184,13 @@ class OpaStandin:
 
     # -- answering ---------------------------------------------------------------------------
 
-    def evaluate(self, path: str, input: Any) -> tuple[int, dict[str, Any]]:
-        """Status and body for a Data API query of ``data.<path>`` (dotted, "" for data)."""
+    def evaluate(self, path: str, input: Any, *, metrics: bool = False,
+                 has_input: bool = True) -> tuple[int, dict[str, Any]]:
+        """Status and body for a Data API query of ``data.<path>`` (dotted, "" for data), in
+        OPA's field order (``decision_id``, ``metrics``, ``result``, ``warning``)."""
         idle = self._engines
         engine = idle.get()
+        started = time.perf_counter_ns()
         try:
             value = engine.eval_document(path, input)
         except OpaUndefinedError:
@@ -194,8 +203,19 @@ class OpaStandin:
             body = {"result": value}
         finally:
             idle.put(engine)
+        elapsed = time.perf_counter_ns() - started
+        head: dict[str, Any] = {}
         if self.decision_logs:
-            body["decision_id"] = str(uuid.uuid4())
+            head["decision_id"] = str(uuid.uuid4())
+        if metrics:   # the prepared query is cached, so no parse/compile timers (as OPA)
+            head["metrics"] = {"counter_server_query_cache_hit": 1,
+                               "timer_rego_input_parse_ns": 0,
+                               "timer_rego_query_eval_ns": elapsed,
+                               "timer_server_handler_ns": elapsed}
+        body = {**head, **body}
+        if not has_input:
+            body["warning"] = {"code": "api_usage_warning",
+                               "message": "'input' key missing from the request"}
         return 200, body
 
 
@@ -278,38 +298,53 @@ class _Handler(BaseHTTPRequestHandler):
         route = unquote(url.path)
         if route == "/health" and method == "GET":
             if ("bundles" in query or "bundle" in query) and not standin._loaded:
-                self._json(500, {"error": "not all configured bundles have been activated"})
+                self._error(500, {"error": "not all configured bundles have been activated"})
             else:
                 self._json(200, {})
         elif route == "/v1/data" or route.startswith("/v1/data/"):
             if method in ("GET", "POST"):
                 self._data(method, route[len("/v1/data"):].strip("/"), query, body)
             else:
-                self._json(405, {"code": "invalid_operation",
-                                 "message": f"the stand-in does not implement {method} here"})
+                self._error(405, {"code": "invalid_operation",
+                                  "message": f"the stand-in does not implement {method} here"})
         else:
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
 
     def _data(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        has_input = True
         try:
             if method == "POST":
-                # Go's decoder refuses NaN and Infinity, which Python's accepts.
-                request = json.loads(body, parse_constant=_not_json) if body.strip() else {}
+                request = json.loads(body) if body.strip() else {}
                 if not isinstance(request, dict):
                     raise ValueError("expected a JSON object")
+                has_input = "input" in request
                 input = request.get("input")
             else:
-                input = (json.loads(query["input"][0], parse_constant=_not_json)
-                         if "input" in query else None)
+                input = json.loads(query["input"][0]) if "input" in query else None
         except ValueError as error:
-            self._json(400, {"code": "invalid_parameter",
-                             "message": f"body contains malformed input document: {error}"})
+            self._error(400, {"code": "invalid_parameter",
+                              "message": f"body contains malformed input document: {error}"})
             return
-        status, answer = self.server.standin.evaluate(path.replace("/", "."), input)
-        self._json(status, answer)
+        metrics = query.get("metrics", ["false"])[-1] in ("", "true")
+        status, answer = self.server.standin.evaluate(path.replace("/", "."), input,
+                                                      metrics=metrics, has_input=has_input)
+        if status == 200:
+            self._json(status, answer)
+        else:
+            self._error(status, answer)
 
     def _json(self, status: int, value: object) -> None:
-        self._send(status, json.dumps(value, separators=(",", ":")).encode(), "application/json")
+        # Go's json.Encoder: compact, HTML characters escaped, a trailing newline.
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                             ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+            text = text.replace(char, escape)
+        self._send(status, text.encode() + b"\n", "application/json")
+
+    def _error(self, status: int, value: object) -> None:
+        # OPA's writer.Error: the ErrorV1 indented by two spaces, then a newline.
+        self._send(status, json.dumps(value, indent=2, ensure_ascii=False).encode() + b"\n",
+                   "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -319,5 +354,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def _not_json(constant: str) -> object:
-    raise ValueError(f"invalid character {constant[0]!r} looking for beginning of value")
+def main() -> None:
+    """``python -m tests.opa_standin BUNDLE [--decision-logs]``: serve in this process (for
+    benchmarks that keep the server out of the client's process, as OPA is); prints the URL,
+    stops when standard input closes."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("bundle")
+    parser.add_argument("--decision-logs", action="store_true")
+    parser.add_argument("--pool-size", type=int, default=2)
+    options = parser.parse_args()
+    standin = OpaStandin(options.bundle, decision_logs=options.decision_logs,
+                         pool_size=options.pool_size)
+    print(standin.start(), flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        standin.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -49,6 +49,7 @@ import jwt
 import yaml
 
 from veto_opa.errors import BundleError, SignatureError
+from veto_opa.translators.source import MAX_DEPTH
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -59,6 +60,8 @@ MANIFEST = ".manifest"
 SIGNATURES = ".signatures.json"
 MAX_FILE_SIZE = 64 * 1024 * 1024
 """Largest file :func:`read_bundle` accepts, in bytes."""
+MAX_YAML_BYTES = 4 * 1024 * 1024
+"""Largest ``data.yaml`` accepted, in bytes: the limit of a policy file (``loader.py``)."""
 ALGORITHMS = frozenset(f"{kind}{bits}" for kind in ("RS", "PS", "ES", "HS")
                        for bits in (256, 384, 512))
 """The JWT algorithms OPA signs and verifies bundles with."""
@@ -223,13 +226,17 @@ def bundle_digest(bundle: Bundle) -> str:
 
 
 def write_tar_gz(bundle: Bundle, path: str | os.PathLike[str]) -> None:
-    """Write the bundle's :func:`to_tar_gz` bytes to a file.
+    """Write the bundle's :func:`to_tar_gz` bytes to a file, atomically (a temporary file
+    renamed over it): a bundle server serving the file's directory never serves half of it.
 
     Args:
         bundle: the bundle.
         path: the file to write, replaced if it exists.
     """
-    Path(path).write_bytes(to_tar_gz(bundle))
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(to_tar_gz(bundle))
+    os.replace(temporary, target)   # a bundle server never serves half a file
 
 
 def write_directory(bundle: Bundle, directory: str | os.PathLike[str]) -> None:
@@ -561,12 +568,77 @@ _YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(  # go-y
 
 
 def _parse_yaml(path: str, data: bytes) -> Any:
+    """YAML bundle data, under the limits policy files have (``source.py``): at most
+    :data:`MAX_YAML_BYTES`, :data:`~veto_opa.translators.source.MAX_DEPTH` levels, and no
+    more values, aliases expanded, than the text has characters plus 100,000 — so that an
+    alias bomb (``a: &a [*b, *b, ...]``) is refused after composing, which is cheap, and
+    before it is built, which is not."""
+    if len(data) > MAX_YAML_BYTES:
+        raise BundleError(f"{path}: expected at most {MAX_YAML_BYTES} bytes of YAML data "
+                          f"(the limit of a policy file), found {len(data)}")
     try:
-        value = yaml.load(data, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader
+        loader = _YamlLoader(data)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_yaml_size(node, budget=len(data) + 100_000)
+                value = loader.construct_document(node)
+            else:
+                value = None
+        finally:
+            loader.dispose()
         canonical_json(value)  # refuses what JSON cannot hold
+    except _YamlLimit as error:
+        raise BundleError(f"{path}: {error}") from None
     except (yaml.YAMLError, BundleError, RecursionError) as error:
         raise BundleError(f"{path}: expected JSON or YAML data, found: {error}") from None
     return value
+
+
+class _YamlLimit(Exception):
+    """YAML data over one of the limits policy files have."""
+
+
+def _check_yaml_size(root: yaml.Node, *, budget: int) -> None:
+    """Refuse a composed YAML document that nests deeper than MAX_DEPTH or expands, through
+    aliases, to more than ``budget`` values. Each node's expanded size is computed once
+    (aliases share nodes), so the check costs the size of the text, not of the expansion."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    # Iterative, post-order: (node, depth, children visited?)
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 0, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = _yaml_children(node)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > budget:
+                raise _YamlLimit("the document expands to too many values through aliases "
+                                 f"(more than {budget}; a YAML alias bomb?)")
+            continue
+        if key in sizes:
+            continue
+        if depth >= MAX_DEPTH:
+            raise _YamlLimit(f"the YAML nests too deeply (more than {MAX_DEPTH} levels)")
+        if key in active:
+            raise _YamlLimit("recursive alias: a value contains itself")
+        active.add(key)
+        stack.append((node, depth, True))
+        for child in _yaml_children(node):
+            if id(child) in active:
+                raise _YamlLimit("recursive alias: a value contains itself")
+            if id(child) not in sizes:
+                stack.append((child, depth + 1, False))
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
 
 
 def _digest(path: str, data: bytes, algorithm: str) -> str:
@@ -656,10 +728,22 @@ def _check_data_roots(roots: list[str], parts: list[str], value: object) -> None
         _check_data_roots(roots, [*parts, key], child)
 
 
-def _read_tar_gz(source: Path) -> dict[str, bytes]:
+def from_tar_gz(data: bytes, *, source: str = "the archive") -> Bundle:
+    """Read a bundle from ``.tar.gz`` bytes (a download), as :func:`read_bundle` reads a file.
+
+    Raises:
+        BundleError: as :func:`read_bundle`; messages name ``source``.
+    """
+    bundle = Bundle(_read_tar_gz(io.BytesIO(data), source))
+    _check_roots(bundle)
+    return bundle
+
+
+def _read_tar_gz(source: Path | io.BytesIO, name: str | None = None) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     try:
-        with tarfile.open(source, mode="r:gz") as tar:
+        with (tarfile.open(source, mode="r:gz") if isinstance(source, Path)
+              else tarfile.open(fileobj=source, mode="r:gz")) as tar:
             for member in tar:
                 if member.isdir():
                     continue
@@ -674,7 +758,7 @@ def _read_tar_gz(source: Path) -> dict[str, bytes]:
                     raise BundleError(f"{member.name}: expected each path once, found it twice")
                 files[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise BundleError(f"{source}: expected a gzip-compressed tar archive, "
+        raise BundleError(f"{name or source}: expected a gzip-compressed tar archive, "
                           f"found unreadable data ({error})") from None
     return files
 

@@ -8,6 +8,7 @@
     veto-opa verify BUNDLE --key FILE              check a signed bundle's signature
     veto-opa decisions list|show|export|verify     the decision records
     veto-opa approvals list|show|approve|reject    approval requests (require_approval)
+    veto-opa traces list|show --jaeger URL|--file PATH   decisions read back from traces
     veto-opa demo                                  evaluate the example agent's tool calls
 
 Exit status: 0 success, 1 a problem with the input (policy, bundle, arguments), 2 tests failed
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from veto_opa import __version__, approvals_cli
+    from veto_opa import __version__, approvals_cli, traces_cli
     from veto_opa.records import cli as records_cli
 
     parser = argparse.ArgumentParser(
@@ -125,9 +126,17 @@ def _parser() -> argparse.ArgumentParser:
                "\"analytics\"}' \\\n      --context '{\"environment\": \"production\"}'\n"
                "  veto-opa eval --tool execute_sql --args @call.json --exit-code\n"
                "  echo '{\"statement\": \"SELECT 1\"}' | veto-opa eval --tool execute_sql "
-               "--args -")
+               "--args -\n"
+               "  veto-opa eval --bundle build/veto.tar.gz --key public.pem --key-id veto "
+               "--tool send_email")
     ev.add_argument("policies", nargs="*", metavar="POLICY", help="Veto YAML policy files")
     ev.add_argument("--bundle", metavar="BUNDLE", help="decide with a built bundle instead")
+    ev.add_argument("--key", metavar="FILE",
+                    help="with --bundle: refuse it unless signed with this public key (PEM) "
+                         "or HS* secret, as OPA >= 1.21.3 with signing.keyid")
+    ev.add_argument("--key-id", metavar="ID", help="the key's id (required with --key)")
+    ev.add_argument("--alg", default="RS256", help="the key's algorithm (RS256)")
+    ev.add_argument("--scope", help="the signing scope the bundle must carry")
     ev.add_argument("--tool", required=True)
     ev.add_argument("--args", default="{}", metavar="JSON",
                     help="the tool call's arguments: JSON text, @FILE, or - for stdin")
@@ -174,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 
     records_cli.register(commands)
     approvals_cli.register(commands)
+    traces_cli.register(commands)
     return parser
 
 
@@ -288,6 +298,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.bundle and args.policies:
         raise UsageError("give policy files or --bundle, not both")
+    if args.key and not args.bundle:
+        raise UsageError("--key checks a bundle's signature: give --bundle too")
     if args.args == "-" and args.context == "-":
         raise UsageError("only one of --args and --context can be read from stdin")
     arguments = _text_arg(args.args, "args")
@@ -297,6 +309,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--context is not valid JSON: {e}") from None
     source: dict[str, Any] = ({"bundle": args.bundle} if args.bundle else
                               {"policies": args.policies or None})
+    if args.key:
+        source.update(verification_key=args.key, key_id=args.key_id,
+                      bundle_key_algorithm=args.alg, bundle_scope=args.scope)
     with Veto(**source, records=False, spans=False, reload_interval=0, pool_size=1,
               go_heap_reserve=0) as veto:
         decision = veto.guard(args.tool, arguments, context, model=args.model,

@@ -10,6 +10,25 @@ variable                        meaning (default)
                                 (``veto/policies.yaml``)
 ``VETO_BUNDLE``                 a built bundle (``.tar.gz`` or directory) for the embedded
                                 engine, instead of policy files
+``VETO_BUNDLE_KEY``             public key (PEM) or HS* secret file: bundles must be signed
+                                with it (``VETO_BUNDLE``, ``VETO_BUNDLE_URL``)
+``VETO_BUNDLE_KEY_ID``          its key id, required with a key (OPA's ``signing.keyid``)
+``VETO_BUNDLE_KEY_ALGORITHM``   the key's algorithm (``RS256``)
+``VETO_BUNDLE_SCOPE``           the signing scope the bundle must carry (none)
+``VETO_BUNDLE_URL``             a bundle service to poll for the embedded engine, as OPA
+                                polls one (ETag, 304, jittered delays, persisted copy)
+``VETO_BUNDLE_TOKEN``           bearer token for the bundle service
+``VETO_BUNDLE_CA``              CA bundle for the bundle service's certificate
+``VETO_BUNDLE_INSECURE``        ``true`` to skip its TLS verification (``false``)
+``VETO_BUNDLE_CLIENT_CERT``     client certificate (PEM with key) for mutual TLS
+``VETO_BUNDLE_MIN_DELAY``       seconds between polls, drawn between the two (``60``,
+``VETO_BUNDLE_MAX_DELAY``       ``120``, OPA's defaults)
+``VETO_BUNDLE_LONG_POLLING_TIMEOUT``  ask the server to hold each poll this long (none)
+``VETO_BUNDLE_PERSIST_DIR``     keep the last activated bundle there and start from it
+``VETO_DECISION_LOGS_URL``      also send every decision as an OPA decision-log event to this
+                                decision-log service endpoint (gzipped JSON batches)
+``VETO_DECISION_LOGS_TOKEN``    bearer token for it
+``VETO_DECISION_LOGS_LABELS``   extra event labels, ``key=value`` separated by ``,``
 ``VETO_OPA_URL``                an OPA server that already holds the bundle; set, it is
                                 used instead of the embedded engine
 ``VETO_OPA_TOKEN``              bearer token for the OPA server
@@ -65,6 +84,22 @@ class VetoSettings(BaseSettings):
     policies: Annotated[list[Path], NoDecode] = Field(
         default_factory=lambda: [Path("veto/policies.yaml")])
     bundle: Path | None = None
+    bundle_key: Path | None = None
+    bundle_key_id: str | None = None
+    bundle_key_algorithm: str = "RS256"
+    bundle_scope: str | None = None
+    bundle_url: str | None = None
+    bundle_token: str | None = None
+    bundle_ca: Path | None = None
+    bundle_insecure: bool = False
+    bundle_client_cert: Path | None = None
+    bundle_min_delay: float = Field(default=60.0, ge=0)
+    bundle_max_delay: float = Field(default=120.0, ge=0)
+    bundle_long_polling_timeout: int | None = Field(default=None, ge=1)
+    bundle_persist_dir: Path | None = None
+    decision_logs_url: str | None = None
+    decision_logs_token: str | None = None
+    decision_logs_labels: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     opa_url: str | None = None
     opa_token: str | None = None
     opa_timeout: float = Field(default=1.0, gt=0)
@@ -82,6 +117,14 @@ class VetoSettings(BaseSettings):
     spans: bool = True
     capture_arguments: bool = False
     approval_ttl: float = Field(default=3600.0, gt=0)
+
+    @field_validator("decision_logs_labels", mode="before")
+    @classmethod
+    def _labels(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+            return {key.strip(): label.strip() for key, _, label in pairs}
+        return value
 
     @field_validator("policies", "redact", mode="before")
     @classmethod

@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from veto_opa import spans
+from veto_opa import decision_logs, spans
 from veto_opa._json import canonical_json, sha256_digest
 from veto_opa._paths import APPROVALS_FILE, RECORDS_FILE, ensure_home
 from veto_opa.call import ToolCall, check_call
@@ -48,7 +48,10 @@ from veto_opa.records.redaction import Redactor
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
+    from veto_opa.decision_logs import DecisionLogs
+
     from veto_opa.approvals import SQLiteApprovalStore
+    from veto_opa.bundles import BundleService
     from veto_opa.engines import Engine
     from veto_opa.records.store import RecordStore
     from veto_opa.translators.bundle import Bundle
@@ -66,6 +69,10 @@ class Veto:
         opa_url: an OPA server that already holds the bundle (default ``VETO_OPA_URL``); set,
             it is used instead of the embedded engine.
         bundle: a built bundle (``.tar.gz`` or directory) for the embedded engine.
+        verification_key: the public key (or HS* secret) file bundles must be signed with
+            (``VETO_BUNDLE_KEY``); needs ``key_id``. Unsigned or tampered bundles are refused.
+        key_id: the verification key's id (``VETO_BUNDLE_KEY_ID``), as OPA's signing.keyid.
+        bundle_url: a bundle service to poll (``VETO_BUNDLE_URL``), see veto_opa.bundles.
         engine: any :class:`veto_opa.engines.Engine` (tests, custom transports).
         tracer_provider: where spans go; default the global provider.
         records: a :class:`~veto_opa.records.store.RecordStore` to use instead of the SQLite
@@ -83,14 +90,26 @@ class Veto:
     def __init__(self, policies: Sequence[str | os.PathLike[str]] | None = None, *,
                  opa_url: str | None = None, bundle: str | os.PathLike[str] | None = None,
                  engine: Engine | None = None, tracer_provider: TracerProvider | None = None,
-                 records: RecordStore | bool | None = None, **settings: Any) -> None:
+                 records: RecordStore | bool | None = None,
+                 verification_key: str | os.PathLike[str] | None = None,
+                 key_id: str | None = None, bundle_url: str | None = None,
+                 **settings: Any) -> None:
         if policies is not None:
             settings["policies"] = [Path(p) for p in policies]
         if opa_url is not None:
             settings["opa_url"] = opa_url
         if bundle is not None:
             settings["bundle"] = Path(bundle)
-        if (policies is not None or bundle is not None) and opa_url is None:
+        if verification_key is not None:
+            settings["bundle_key"] = Path(verification_key)
+        if key_id is not None:
+            settings["bundle_key_id"] = key_id
+        if bundle_url is not None:
+            settings["bundle_url"] = bundle_url
+        if (policies is not None or bundle is not None) and bundle_url is None:
+            settings["bundle_url"] = None
+        if (policies is not None or bundle is not None or bundle_url is not None) \
+                and opa_url is None:
             settings["opa_url"] = None   # explicit local policies win over VETO_OPA_URL
         store: RecordStore | None = None
         if isinstance(records, bool):
@@ -103,6 +122,7 @@ class Veto:
         self._policy_redact: tuple[str, ...] = ()
         self._sources: list[Path] = []
         self._mtimes: dict[Path, int] = {}
+        self.bundle_service: BundleService | None = None
         self.engine: Engine = engine or self._make_engine()
         self._tracer = spans.tracer_for(tracer_provider) if s.spans else None
         self.records: RecordStore | None = store
@@ -124,8 +144,11 @@ class Veto:
             self.approvals = SQLiteApprovalStore(s.home / APPROVALS_FILE, ttl=s.approval_ttl)
         self._key = key
         self._redactor = self._make_redactor()
+        self.decision_logs: DecisionLogs | None = decision_logs.from_settings(s)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        if self.bundle_service is not None:
+            self.bundle_service.start()
         if self._sources and s.reload_interval > 0 and engine is None:
             self._watcher = threading.Thread(target=self._watch, name="veto-reload", daemon=True)
             self._watcher.start()
@@ -145,13 +168,22 @@ class Veto:
         from veto_opa.engines.embedded import EmbeddedEngine, reserve_go_heap
 
         reserve_go_heap(s.go_heap_reserve)
+        if s.bundle_url:
+            from veto_opa.bundles import service_from_settings
+            from veto_opa.translators.bundle import build_bundle
+
+            # Nothing is decided until a bundle is active (undefined: a fail-closed deny).
+            embedded = EmbeddedEngine(build_bundle({}, revision=""), pool_size=s.pool_size)
+            self.bundle_service = service_from_settings(s, embedded.reload)
+            return embedded
         return EmbeddedEngine(self._load_bundle(), pool_size=s.pool_size)
 
     def _load_bundle(self) -> Bundle:
-        from veto_opa.translators import build, read_bundle
+        from veto_opa.bundles import key_from_settings, load_bundle
+        from veto_opa.translators import build
 
         if self.settings.bundle is not None:
-            return read_bundle(self.settings.bundle)
+            return load_bundle(self.settings.bundle, key_from_settings(self.settings))
         self._sources = [Path(p) for p in self.settings.policies]
         self._mtimes = self._stat_sources()
         compiled = build(self._sources)
@@ -184,6 +216,9 @@ class Veto:
             PolicyError: the files have problems; the policies in use stay in use.
             VetoError: this Veto has nothing to reload (an OPA server, a custom engine).
         """
+        if self.bundle_service is not None and not self._sources:
+            self.bundle_service.poll()
+            return
         if not self._sources and self.settings.bundle is None:
             raise VetoError(f"reload() needs policy files or a bundle; this Veto uses "
                             f"{self.engine.name}")
@@ -265,6 +300,8 @@ class Veto:
                 failure, cause = e, "record_error"
                 verdict = Verdict.fail_closed(
                     cause, f"the decision record could not be written: {e}")
+        if self.decision_logs is not None:
+            self._log_decision(decision_id, call, verdict, trace_id, span_id, started)
         if span is not None:
             self._finish_span(span, verdict, call, approval_id, cause, failure, opa_decision_id)
         return Decision(verdict, decision_id, approval_id, cause, trace_id, span_id)
@@ -343,6 +380,23 @@ class Veto:
         spans.finish(span, verdict, engine=self.engine.name, approval_id=approval_id,
                      cause=cause, failure=failure, opa_decision_id=opa_decision_id,
                      arguments=shown)
+
+    def _log_decision(self, decision_id: str, call: ToolCall | None, verdict: Verdict,
+                      trace_id: str | None, span_id: str | None, started: int) -> None:
+        """Hand the decision to the decision-log shipper (it never blocks nor raises)."""
+        assert self.decision_logs is not None
+        document = (call.input_document() if call is not None else
+                    {"tool": None, "args": None, "context": None, "model": None,
+                     "call_id": None})
+        try:
+            self.decision_logs.submit(
+                decision_id=decision_id, input_text=json.dumps(document, ensure_ascii=False),
+                result=verdict.document(), revision=verdict.policy_revision,
+                trace_id=trace_id, span_id=span_id,
+                latency_ns=time.perf_counter_ns() - started, redact=self._redactor.parsed)
+        except Exception as e:  # noqa: BLE001 - logging a decision never changes it
+            log.error("veto-opa could not queue decision %s for the decision log: %s",
+                      decision_id, e)
 
     # -- decorating tools ------------------------------------------------------------------
 
@@ -427,6 +481,10 @@ class Veto:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        if self.bundle_service is not None:
+            self.bundle_service.stop()
+        if self.decision_logs is not None:
+            self.decision_logs.close()
         self.engine.close()
         if self.records is not None:
             self.records.close()

@@ -13,6 +13,7 @@ decision and rule the seed policy gives them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ from veto_opa.translators.loader import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_POLICY = ROOT / "examples" / "policies.yaml"
+
+
+def text(input: dict[str, Any]) -> str:
+    """The compact JSON text of an input, as ``Veto.guard()`` hands it to the REST engine."""
+    return json.dumps(input, separators=(",", ":"), ensure_ascii=False)
 
 
 def call(tool: str, args: dict[str, Any], **context: Any) -> dict[str, Any]:

@@ -238,11 +238,11 @@ def raw_server(answer: bytes) -> Iterator[str]:
 
 
 def test_rest_answer_that_is_not_http() -> None:
-    with raw_server(b"SSH-2.0-OpenSSH_9.6\r\n") as url, RestEngine(url) as engine, \
-            pytest.raises(EngineProtocolError) as raised:
+    with raw_server(b"SSH-2.0-OpenSSH_9.6\r\nProtocol mismatch.\r\n\r\n") as url, \
+            RestEngine(url) as engine, pytest.raises(EngineProtocolError) as raised:
         engine.decide(INPUT)
-    assert str(raised.value) == (
-        "OPA's answer is not HTTP/1.1: BadStatusLine('SSH-2.0-OpenSSH_9.6\\r\\n')")
+    assert str(raised.value).startswith("OPA's answer is not HTTP/1.1: ")
+    assert "SSH-2.0-OpenSSH_9.6" in str(raised.value)
 
 
 def test_rest_answer_cut_short() -> None:
@@ -251,7 +251,8 @@ def test_rest_answer_cut_short() -> None:
             pytest.raises(EngineUnavailable) as raised:
         engine.decide(INPUT)
     assert str(raised.value) == (
-        f"OPA at {url} closed the connection in the middle of its answer (5 bytes received)")
+        f"OPA at {url} closed the connection in the middle of its answer "
+        "(received 5 bytes, expected 90)")
 
 
 def test_rest_answer_without_result_is_undefined(served: tuple[OpaStandin, RestEngine]) -> None:

@@ -2,9 +2,11 @@
 
 Runs only when ``VETO_OPA_URL`` names an OPA server holding the veto bundle of
 ``examples/policies.yaml``; the answers are compared with the embedded engine loaded with the
-same archive (``VETO_OPA_BUNDLE``, default ``build/veto.tar.gz``)::
+same archive (``VETO_OPA_BUNDLE``, default ``build/bundles/veto.tar.gz``, the file the compose
+stack's bundle server serves; see the header of docker-compose.yml for the signing key)::
 
-    veto-opa build examples/policies.yaml -o build/veto.tar.gz
+    veto-opa build examples/policies.yaml -o build/bundles/veto.tar.gz \
+        --signing-key build/keys/veto-private.pem --signing-key-id veto
     docker compose up -d opa
     VETO_OPA_URL=http://localhost:8181 .venv/bin/pytest tests/integration
 
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
+import httpx
 
 from tests.engines.conftest import SEED_CASES
 from veto_opa.engines.embedded import EmbeddedEngine
@@ -34,15 +36,15 @@ from veto_opa.translators.bundle import read_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 OPA_URL = os.environ.get("VETO_OPA_URL", "")
-BUNDLE = Path(os.environ.get("VETO_OPA_BUNDLE", ROOT / "build" / "veto.tar.gz"))
+BUNDLE = Path(os.environ.get("VETO_OPA_BUNDLE", ROOT / "build" / "bundles" / "veto.tar.gz"))
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
         not OPA_URL,
-        reason="needs a real OPA server: run `veto-opa build examples/policies.yaml -o "
-               "build/veto.tar.gz`, then `docker compose up -d opa`, then set "
+        reason="needs a real OPA server: build and sign build/bundles/veto.tar.gz (see "
+               "docker-compose.yml), then `docker compose up -d opa`, then set "
                "VETO_OPA_URL=http://localhost:8181"),
 ]
 
@@ -72,8 +74,8 @@ def uploaded() -> Iterator[Callable[[str], None]]:
 
     def upload(source: str) -> None:
         policy_id = f"vetotest-{uuid.uuid4().hex[:8]}"
-        response = requests.put(f"{OPA_URL.rstrip('/')}/v1/policies/{policy_id}", data=source,
-                                headers={"Content-Type": "text/plain"}, timeout=10)
+        response = httpx.put(f"{OPA_URL.rstrip('/')}/v1/policies/{policy_id}", content=source,
+                             headers={"Content-Type": "text/plain"}, timeout=10)
         if response.status_code != 200:
             pytest.skip(f"OPA refused the test policy: HTTP {response.status_code} "
                         f"{response.text[:200]}")
@@ -81,11 +83,11 @@ def uploaded() -> Iterator[Callable[[str], None]]:
 
     yield upload
     for policy_id in ids:
-        requests.delete(f"{OPA_URL.rstrip('/')}/v1/policies/{policy_id}", timeout=10)
+        httpx.delete(f"{OPA_URL.rstrip('/')}/v1/policies/{policy_id}", timeout=10)
 
 
 def test_health_with_bundles() -> None:
-    response = requests.get(f"{OPA_URL.rstrip('/')}/health?bundles", timeout=5)
+    response = httpx.get(f"{OPA_URL.rstrip('/')}/health?bundles", timeout=5)
     assert (response.status_code, response.json()) == (200, {})
 
 

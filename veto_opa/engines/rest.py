@@ -3,105 +3,45 @@
     from veto_opa.engines import RestEngine
 
     engine = RestEngine("http://localhost:8181", timeout=0.5)
-    answer = engine.decide(input)        # POST /v1/data/veto/decision {"input": input}
+    answer = engine.decide(input_text)   # POST /v1/data/veto/decision {"input": <input_text>}
     answer.opa_decision_id               # OPA's decision_id when decision logging is on
-    engine.health()                      # GET /health?bundles=True: up, bundles activated
+    engine.health()                      # GET /health?bundles: up, bundles activated
 
-Configuration goes through ``opa-python-client`` (``opa_client.OpaClient``) and its
-``requests`` session: the bearer token (``OpaClient(token=...)`` -> ``Authorization``), the TLS
-options (``verify``, ``cert``), and the environment as ``requests`` reads it, once, at
-construction: ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, ``HTTP(S)_PROXY``/``NO_PROXY`` and
-``.netrc``. :meth:`RestEngine.health` is ``OpaClient.check_health({"bundles": True})``.
+HTTP goes through one ``httpx.HTTPTransport`` per engine (httpx's public transport API, below
+the client layer, which adds nothing here): a thread-safe pool of kept-alive connections, TLS
+from an ``ssl.SSLContext`` built once (``verify``: True for httpx's CA bundle, a CA file or
+directory, or False; ``cert`` for mutual TLS), the bearer token as a default header (without
+one, ``.netrc`` credentials for OPA's host), and the environment's proxy for OPA
+(``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, read once; ``https`` goes through a
+``CONNECT`` tunnel). The input is never serialised here: the guard hands the compact JSON
+text of the OPA input, and the body is that text spliced into ``{"input":...}``.
 
-The per-call POST does not go through ``requests``, nor through urllib3: it is sent by a
-minimal keep-alive HTTP/1.1 client on ``http.client`` — the HTTP client's cost is paid on every
-tool call, and the requirement is at most 1.2 x a bare kept-alive ``http.client`` POST of the
-same bytes (p50, one thread). Measured on a shared 2-CPU machine, calls interleaved one by one,
-p50 over the bare POST; "fixed server": a separate process answering a fixed decision, which
-isolates the client; "stand-in": tests/opa_standin.py, the server of
-``benchmarks/bench_engines.py``, in the same process, where the client's CPU also competes
-with the server for the GIL:
+A request that OPA closed without answering (OPA restarted, an idle timeout of OPA or of a
+proxy closed the kept-alive connection as it was reused) is sent once more: nothing was
+answered, and a Data API query only reads. Nothing else is retried, timeouts included.
 
-    ===========================================  ==============  ==========================
-    client                                       fixed server    stand-in (bare: 1.6-1.7 ms)
-    ===========================================  ==============  ==========================
-    requests (``HTTPAdapter.send``, the old      +410..480 µs    +940..1085 µs, 1.56-1.64x
-    path, a prepared request per call)
-    urllib3 ``HTTPConnectionPool.urlopen``       +165..195 µs    +470..520 µs,  1.28-1.31x
-    (``preload_content``, ``retries=False``,
-    headers precomputed; the POST alone)
-    this module (all of ``decide``)              +48..59 µs      +95..160 µs,   1.06-1.10x
-    ===========================================  ==============  ==========================
-
-``requests`` builds Request, PreparedRequest and Response objects, case-insensitive header
-dictionaries and hooks on every call; urllib3's ``urlopen`` still builds a Timeout, a Retry and
-a response object with its content decoders, polls the socket for liveness before each reuse
-and sends the headers and the body through its own layers. Only the ``http.client`` client
-meets 1.2x. (This module's stand-in figures are rows (c)/(d) of the benchmark; the others
-and the fixed-server column come from one-off scripts interleaving the same way.) It keeps
-what the old path gave:
-
-- **Connection reuse.** A thread-safe pool: a ``queue.LifoQueue`` of idle connections, the
-  most recently used first, up to ``pool_maxsize``; a caller that finds none idle opens one
-  (never waits), and a connection returned to a full pool is closed, as urllib3 does with
-  ``block=False``. Each connection serves one caller at a time.
-- **A stale connection is retried once.** A reused connection that fails before the first
-  byte of the answer — the send fails, or the socket is reset or closed (OPA restarted, an
-  idle timeout of OPA or of a proxy) — is closed and the request is sent again, once, on a
-  new connection. The request cannot have been answered; at worst OPA evaluated it and logged
-  a decision that nobody read, which a read-only Data API query allows. A new connection that
-  fails is not retried, nor is any failure after the first byte, nor a timeout: fail closed.
-  No liveness poll before reuse: it would cost a system call on every decision.
-- **Timeout.** ``timeout`` bounds the connection (TCP and TLS handshake) and each read, as a
-  socket timeout; a connection that timed out is closed, never reused.
-- **TLS.** The ``ssl.SSLContext`` is built once, as urllib3 builds it for ``requests``
-  (``create_urllib3_context``: TLS >= 1.2, hostname check), from ``verify`` (True: the CA bundle
-  ``requests`` would use; a path: that file or directory; False: no verification) and ``cert``
-  (a PEM path or a ``(cert, key)`` pair for mutual TLS).
-- **Headers.** Computed once: ``User-Agent``, ``Accept``, ``Content-Type``, OpaClient's
-  ``Authorization`` (or ``.netrc`` Basic), ``Proxy-Authorization`` for a proxy with
-  credentials; per call ``traceparent``/``tracestate`` from the active span (the global
-  propagator) or the ``headers`` passed, merged case-insensitively. ``http.client`` rejects a
-  name or value it cannot send (CR/LF injection) before anything is sent.
-- **Proxies.** An ``http://`` proxy from the environment is honoured (absolute-form request
-  for ``http``, ``CONNECT`` tunnel for ``https``); other proxy schemes raise ``ValueError`` at
-  construction — exclude OPA with ``NO_PROXY``.
-
-The body is serialized once, compact (``separators=(",", ":")``), to bytes. The answer is
-requested with ``Accept-Encoding: identity``: decisions are small and OPA is near.
-
-Failures raise, with messages naming the cause (the guard turns them into a deny):
-EngineUnavailable (refused, DNS, TLS, connection dropped), EngineTimeout (no connection or no
-answer within ``timeout``), EngineProtocolError (non-200 with OPA's message, a body that is not
-a JSON object, a result that is not a decision, an answer that is not HTTP), PolicyNotLoaded
-(200 without ``result``: undefined — never false, never allow).
+Every failure raises an :class:`~veto_opa.errors.EngineError` whose message names the cause;
+the guard turns it into a deny: EngineUnavailable (refused, DNS, TLS, connection dropped),
+EngineTimeout (no connection or no answer within ``timeout``), EngineProtocolError (non-200
+with OPA's message, a body that is not a JSON object, a result that is not a decision, an
+answer that is not HTTP, a request that cannot be built), PolicyNotLoaded (200 without
+``result``: undefined, never false and never allow).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
-import http.client
 import json
+import netrc
 import os
-import queue
 import socket
 import ssl
-import threading
-from collections.abc import Callable
+import urllib.request
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from opa_client import OpaClient
+import httpx
 from opentelemetry import propagate
-from requests.utils import (
-    DEFAULT_CA_BUNDLE_PATH,
-    get_auth_from_url,
-    get_netrc_auth,
-    prepend_scheme_if_needed,
-    select_proxy,
-)
-from urllib3.util.ssl_ import create_urllib3_context
 
 from veto_opa import __version__
 from veto_opa.decision import Verdict
@@ -112,19 +52,15 @@ from veto_opa.errors import (
     EngineTimeout,
     EngineUnavailable,
     PolicyNotLoaded,
-    VetoError,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from veto_opa.translators.bundle import Bundle
-
 _EXCERPT = 80
-
-# A send on a reused connection that fails like this never delivered a whole request.
-_SEND_FAILED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError,
-                ssl.SSLZeroReturnError)
+_NO_ANSWER = "Server disconnected without sending a response"   # h11's words, via httpcore
+_KEEPALIVE = 60.0   # seconds an idle connection is kept (httpx's default is 5)
+_CUT_SHORT = "peer closed connection without sending complete message body"
 
 
 class RestEngine:
@@ -133,18 +69,19 @@ class RestEngine:
     Args:
         url: OPA's base URL, e.g. ``http://localhost:8181`` (``https`` for TLS); it may carry
             a path prefix (an OPA behind a gateway).
-        timeout: seconds to wait for the connection and for each read of the answer.
+        timeout: seconds to wait for the connection, for each read of the answer and for a
+            free connection of the pool.
         token: sent as ``Authorization: Bearer <token>`` (OPA's ``--authentication=token``).
-        verify: TLS verification: True (the CA bundle ``requests`` uses, or
-            ``REQUESTS_CA_BUNDLE``), False, or the path of a CA bundle file or directory.
+        verify: TLS verification: True (httpx's CA bundle, or ``SSL_CERT_FILE``), False, or
+            the path of a CA bundle file or directory.
         cert: client certificate for mutual TLS: a PEM path (certificate and key) or a
             ``(cert, key)`` pair.
         path: the document to query, ``/``-separated under ``/v1/data/``.
-        pool_maxsize: idle keep-alive connections kept for concurrent callers (at least 1).
+        pool_maxsize: keep-alive connections kept for concurrent callers (at least 1).
 
     Raises:
-        ValueError: the URL is not an absolute http(s) URL, ``pool_maxsize`` is below 1, the
-            TLS files cannot be loaded, or the environment's proxy for OPA is not ``http://``.
+        ValueError: the URL is not an absolute http(s) URL, ``pool_maxsize`` is below 1, or
+            the TLS files cannot be loaded.
     """
 
     name = "rest"
@@ -158,70 +95,42 @@ class RestEngine:
                              f"found {url!r}")
         if pool_maxsize < 1:
             raise ValueError(f"pool_maxsize must be at least 1, found {pool_maxsize}")
-        https = parts.scheme == "https"
         self.url = url.rstrip("/")
         self.path = path.strip("/")
         self.endpoint = f"{self.url}/v1/data/{self.path}"
         self.timeout = timeout
         self._document = "data." + self.path.replace("/", ".") if self.path else "data"
-        host, port = parts.hostname, parts.port or (443 if https else 80)
-        netloc_host = f"[{host}]" if ":" in host else host
-        self._client = OpaClient(host=netloc_host, port=port,
-                                 ssl=verify if https else False, cert=cert, token=token,
-                                 retries=0, timeout=timeout)
-        session = self._client._session
-        if https and verify is False:
-            session.verify = False   # OpaClient(ssl=False) would mean plain http
-        settings = session.merge_environment_settings(
-            self.endpoint, {}, False, session.verify, session.cert)
-
         headers = {"User-Agent": f"veto-opa/{__version__}", "Accept": "application/json",
-                   "Content-Type": "application/json", **(self._client.headers or {})}
-        if "Authorization" not in headers and session.trust_env:
-            netrc = get_netrc_auth(self.endpoint)
-            if netrc is not None:
-                headers["Authorization"] = session.headers["Authorization"] = _basic(*netrc)
-        # The session (health) uses what was read here too: per request, requests would let
-        # REQUESTS_CA_BUNDLE override an explicit CA path.
-        session.verify, session.proxies = settings["verify"], settings["proxies"]
-        session.trust_env = False
-
-        context = _tls_context(settings["verify"], cert) if https else None
-        target = f"{parts.path.rstrip('/')}/v1/data/{self.path}"
-        address, tunnel = (host, port), None
-        proxy = select_proxy(self.endpoint, settings["proxies"])
-        if proxy:
-            proxy_parts = urlsplit(prepend_scheme_if_needed(proxy, "http"))
-            if proxy_parts.scheme != "http" or not proxy_parts.hostname:
-                raise ValueError(f"the proxy {proxy!r} for OPA at {self.url} is not supported "
-                                 "(only http:// proxies are); exclude OPA with NO_PROXY")
-            address = (proxy_parts.hostname, proxy_parts.port or 80)
-            user, password = get_auth_from_url(proxy)
-            proxy_headers = {"Proxy-Authorization": _basic(user, password)} if user else {}
-            if https:
-                tunnel = (host, port, proxy_headers)   # CONNECT, then TLS with OPA
-            else:
-                headers.update(proxy_headers)
-                target = self.endpoint                 # absolute-form: the proxy forwards it
-        options: dict[str, Any] = {"timeout": timeout}
-        if context is not None:
-            options["context"] = context
-        factory = _HTTPSConnection if https else _HTTPConnection
-        self._target = target
+                   "Accept-Encoding": "identity", "Content-Type": "application/json"}
+        credentials = f"Bearer {token}" if token else _netrc_basic(parts.hostname)
+        if credentials:
+            headers["Authorization"] = credentials
         self._headers = headers
         self._names = {name.lower(): name for name in headers}
-        self._pool = _Pool(functools.partial(_open, factory, address, options, tunnel),
-                           pool_maxsize)
+        self._url = httpx.URL(self.endpoint)
+        self._health_url = httpx.URL(f"{self.url}/health?bundles")
+        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        proxy = _environment_proxy(self.url)
+        try:
+            self._transport = httpx.HTTPTransport(
+                verify=tls_context(verify, cert, what="OPA"), proxy=proxy, trust_env=False,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=pool_maxsize,
+                                    keepalive_expiry=_KEEPALIVE))
+        except (ImportError, ValueError) as error:   # e.g. a socks:// proxy without socksio
+            raise ValueError(f"the proxy {proxy!r} for OPA at {self.url} cannot be used: "
+                             f"{str(error).rstrip('.')}; exclude OPA with NO_PROXY") from None
+        self._closed = False
 
     def decide(self, input: Mapping[str, Any], *,
                headers: Mapping[str, str] | None = None) -> EngineAnswer:
         """POST ``{"input": input}`` to ``/v1/data/<path>`` and check the answer.
 
         Args:
-            input: the OPA input document.
+            input: the OPA input document, sent as compact JSON.
             headers: extra request headers, typically ``traceparent``/``tracestate`` of the
-                caller's span. When None, the current OpenTelemetry context is injected with
-                the global propagator (nothing is added when there is no active span).
+                caller's span; they replace default headers of the same name. When None, the
+                current OpenTelemetry context is injected with the global propagator
+                (nothing is added when there is no active span).
 
         Returns:
             The checked decision and OPA's ``decision_id``.
@@ -244,32 +153,26 @@ class RestEngine:
                 request_headers[name] = value
         try:
             body = json.dumps({"input": input}, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode()
-        except (TypeError, ValueError) as error:
+                              allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as error:   # UnicodeEncodeError is a ValueError
             raise EngineProtocolError(f"the input cannot be sent to OPA as JSON: {error}") from None
-        status, content = self._post(body, request_headers)
+        status, content = self._send("POST", self._url, body, request_headers)
         return self._answer(status, content)
 
     def health(self) -> bool:
-        """Whether OPA answers ``GET /health?bundles=True`` with 200: up, bundles activated.
+        """Whether OPA answers ``GET /health?bundles`` with 200: up, bundles activated.
 
-        Through ``OpaClient.check_health`` (its session: same token, TLS and proxies); any
-        failure, a timeout included, is False.
+        Any failure, a timeout included, is False.
         """
-        return self._client.check_health({"bundles": True}, diagnostic_url=f"{self.url}/health")
-
-    def reload(self, bundle: Bundle) -> None:
-        """An OPA server loads its bundles itself (``opa run --bundle``, a bundle service).
-
-        Raises:
-            VetoError: always.
-        """
-        raise VetoError(f"the OPA server at {self.url} loads its own bundles; reload there")
+        try:
+            return self._send("GET", self._health_url, b"", self._headers)[0] == 200
+        except EngineError:
+            return False
 
     def close(self) -> None:
-        """Close the keep-alive connections; later calls still work, without keep-alive."""
-        self._pool.close()
-        self._client.close_connection()
+        """Close the keep-alive connections; ``decide`` raises EngineUnavailable afterwards."""
+        self._closed = True
+        self._transport.close()
 
     def __enter__(self) -> RestEngine:
         return self
@@ -277,64 +180,66 @@ class RestEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        """Send the request on a pooled connection; status and body of the answer."""
-        connection = self._pool.get()
-        reused = connection.sock is not None
-        while True:
-            stage = "connect"
-            try:
-                if connection.sock is None:
-                    connection.connect()
-                stage = "send"
-                try:
-                    connection.request("POST", self._target, body, headers)
-                except ValueError as error:   # a header name or value http.client cannot send
-                    raise _Unsendable(error) from None
-                stage = "answer"
-                response = connection.getresponse()
-                stage = "read"
-                content = response.read()
-            except BaseException as error:
-                connection.close()
-                if reused and (stage == "send" and isinstance(error, _SEND_FAILED)
-                               or stage == "answer" and isinstance(error, _NoAnswer)):
-                    connection, reused = self._pool.new(), False   # stale: once, on a new one
-                    continue
-                if isinstance(error, _Unsendable):
-                    raise EngineProtocolError(
-                        f"the request to OPA cannot be built: {error.args[0]}") from None
-                if isinstance(error, (OSError, http.client.HTTPException)):
-                    raise self._failure(error, connecting=stage == "connect") from None
-                raise
-            self._pool.put(connection)
-            return response.status, content
+    def _send(self, method: str, url: httpx.URL, body: bytes,
+              headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """Send one request on a pooled connection; status and body of the answer.
 
-    def _failure(self, error: OSError | http.client.HTTPException, *,
-                 connecting: bool) -> EngineError:
-        if isinstance(error, TimeoutError):
-            if connecting:
-                return EngineTimeout(f"OPA at {self.url} did not accept the connection within "
-                                     f"{self.timeout:g} s")
+        Straight to the transport: the client layer (cookies, auth flows, redirects, event
+        hooks) has nothing to do here and costs about a tenth of a call.
+        """
+        if self._closed:
+            raise EngineUnavailable("the REST engine is closed")
+        for attempt in (1, 2):
+            try:
+                request = httpx.Request(method, url, content=body, headers=headers,
+                                        extensions=self._extensions)
+                response = self._transport.handle_request(request)
+                try:
+                    return response.status_code, response.read()
+                finally:
+                    response.close()
+            except httpx.RemoteProtocolError as error:
+                if str(error).startswith(_NO_ANSWER) and attempt == 1:
+                    continue   # closed before any answer: once more, on a new connection
+                raise self._failure(error) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as error:
+                raise self._failure(error) from None
+        raise AssertionError("unreachable")
+
+    def _failure(self, error: Exception) -> EngineError:
+        cause = _root(error)
+        if isinstance(error, httpx.ConnectTimeout):
+            return EngineTimeout(f"OPA at {self.url} did not accept the connection within "
+                                 f"{self.timeout:g} s")
+        if isinstance(error, httpx.TimeoutException):
             return EngineTimeout(f"OPA did not answer within {self.timeout:g} s")
-        if isinstance(error, ConnectionRefusedError):
+        if isinstance(cause, ConnectionRefusedError):
             return EngineUnavailable(f"OPA at {self.url} refused the connection")
-        if isinstance(error, socket.gaierror):
-            return EngineUnavailable(f"cannot resolve OPA's host in {self.url}: {error}")
-        if isinstance(error, ssl.SSLError):
-            return EngineUnavailable(f"TLS with OPA at {self.url} failed: {error}")
-        if isinstance(error, (_NoAnswer, ConnectionError)):
-            return EngineUnavailable(f"OPA at {self.url} closed the connection without answering")
-        if isinstance(error, http.client.IncompleteRead):
-            return EngineUnavailable(f"OPA at {self.url} closed the connection in the middle of "
-                                     f"its answer ({len(error.partial)} bytes received)")
-        if isinstance(error, http.client.HTTPException):
-            return EngineProtocolError(f"OPA's answer is not HTTP/1.1: {error!r}")
+        if isinstance(cause, socket.gaierror):
+            return EngineUnavailable(f"cannot resolve OPA's host in {self.url}: {cause}")
+        if isinstance(cause, ssl.SSLError):
+            return EngineUnavailable(f"TLS with OPA at {self.url} failed: {cause}")
+        if isinstance(error, httpx.ProxyError):
+            return EngineUnavailable(f"cannot reach OPA at {self.url} through the proxy: {error}")
+        if isinstance(error, httpx.LocalProtocolError | httpx.InvalidURL):
+            return EngineProtocolError(f"the request to OPA cannot be built: {error}")
+        if isinstance(error, httpx.RemoteProtocolError):
+            text = str(error)
+            if text.startswith(_NO_ANSWER):
+                return EngineUnavailable(
+                    f"OPA at {self.url} closed the connection without answering")
+            if text.startswith(_CUT_SHORT):
+                detail = text.removeprefix(_CUT_SHORT).strip(": ()")
+                return EngineUnavailable(f"OPA at {self.url} closed the connection in the "
+                                         f"middle of its answer ({detail})")
+            return EngineProtocolError(f"OPA's answer is not HTTP/1.1: {text}")
+        if isinstance(error, httpx.NetworkError):
+            return EngineUnavailable(f"cannot reach OPA at {self.url}: {cause}")
         return EngineUnavailable(f"cannot reach OPA at {self.url}: {error}")
 
     def _answer(self, status: int, content: bytes) -> EngineAnswer:
         if status != 200:
-            raise EngineProtocolError(f"OPA answered HTTP {status}: {_error_message(content)}")
+            raise EngineProtocolError(f"OPA answered HTTP {status}: {error_message(content)}")
         try:
             body = json.loads(content)
         except ValueError:
@@ -349,119 +254,44 @@ class RestEngine:
                             decision_id if type(decision_id) is str else None)
 
 
-# -- the HTTP client -----------------------------------------------------------------------------
+def tls_context(verify: bool | str, cert: str | tuple[str, str] | None, *,
+                what: str) -> ssl.SSLContext:
+    """An SSLContext for httpx: TLS >= 1.2 with host name checks, the CA bundle ``verify``
+    names (True: httpx's default, False: none), and ``cert`` for mutual TLS.
 
-class _NoAnswer(ConnectionError):
-    """The connection was closed or reset before the first byte of an answer."""
-
-
-class _Unsendable(Exception):
-    """``http.client`` refused a header before sending anything."""
-
-
-class _Response(http.client.HTTPResponse):
-    """An answer that tells "nothing received" (safe to send again) from a broken answer."""
-
-    def begin(self) -> None:
-        try:
-            first = self.fp.peek(1)   # one read, nothing consumed
-        except (ConnectionResetError, ConnectionAbortedError) as error:
-            raise _NoAnswer(str(error)) from error
-        if not first:
-            raise _NoAnswer("the connection was closed before the answer")
-        super().begin()
-
-
-class _HTTPConnection(http.client.HTTPConnection):
-    response_class = _Response
-
-
-class _HTTPSConnection(http.client.HTTPSConnection):
-    response_class = _Response
-
-
-class _Pool:
-    """Idle keep-alive connections, the most recently used first.
-
-    ``get`` never waits: with none idle it makes a new (unconnected) connection. ``put`` keeps
-    at most ``maxsize`` idle ones and closes the rest; after ``close`` it closes them all.
+    Raises:
+        ValueError: a file cannot be loaded (naming ``what`` the context is for).
     """
-
-    def __init__(self, new: Callable[[], http.client.HTTPConnection], maxsize: int) -> None:
-        self.new = new
-        self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue(maxsize)
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def get(self) -> http.client.HTTPConnection:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            return self.new()
-
-    def put(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if not self._closed:
-                try:
-                    self._idle.put_nowait(connection)
-                    return
-                except queue.Full:
-                    pass
-        connection.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            while True:
-                try:
-                    self._idle.get_nowait().close()
-                except queue.Empty:
-                    return
-
-
-def _open(factory: type[http.client.HTTPConnection], address: tuple[str, int],
-          options: dict[str, Any],
-          tunnel: tuple[str, int, dict[str, str]] | None) -> http.client.HTTPConnection:
-    """A new connection, not yet connected (``_post`` connects it)."""
-    connection = factory(*address, **options)
-    if tunnel is not None:
-        connection.set_tunnel(*tunnel)
-    return connection
-
-
-def _tls_context(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext:
-    """The SSLContext urllib3 would build for ``requests`` with these options."""
-    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE)
     try:
-        if verify:
-            location = DEFAULT_CA_BUNDLE_PATH if verify is True else verify
-            if os.path.isdir(location):
-                context.load_verify_locations(capath=location)
-            else:
-                context.load_verify_locations(cafile=location)
+        if verify is True:
+            context = httpx.create_ssl_context()
+        elif verify is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif os.path.isdir(verify):
+            context = ssl.create_default_context(capath=verify)
+        else:
+            context = ssl.create_default_context(cafile=verify)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
         if cert:
             certfile, keyfile = (cert, None) if isinstance(cert, str) else cert
             context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as error:
-        raise ValueError(f"cannot load the TLS files for OPA (verify={verify!r}, "
+        raise ValueError(f"cannot load the TLS files for {what} (verify={verify!r}, "
                          f"cert={cert!r}): {error}") from None
     return context
 
 
-def _basic(user: str, password: str) -> str:
-    """An ``Authorization``/``Proxy-Authorization`` Basic value, as ``requests`` encodes it."""
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
-
-
-def _error_message(content: bytes) -> str:
+def error_message(content: bytes) -> str:
     """OPA's error text from an error body ``{"code", "message", "errors": [...]}``."""
     try:
-        body = json.loads(content)
+        body: Any = json.loads(content)
     except ValueError:
         return _excerpt(content) if content else "(empty body)"
-    if type(body) is not dict or type(body.get("message", body.get("error"))) is not str:
+    message = body.get("message", body.get("error")) if type(body) is dict else None
+    if not isinstance(message, str):
         return _excerpt(content)
-    message = body.get("message", body.get("error"))
     details = []
     for item in body.get("errors") or ():
         if type(item) is not dict:
@@ -473,6 +303,42 @@ def _error_message(content: bytes) -> str:
         if text not in message:
             details.append(text)
     return "; ".join([message, *details])
+
+
+def _netrc_basic(host: str) -> str | None:
+    """A Basic ``Authorization`` value from ``$NETRC`` or ``~/.netrc`` for OPA's host, when
+    the file has one (used only without a token)."""
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        found = netrc.netrc(path).authenticators(host) if os.path.isfile(path) else None
+    except (OSError, netrc.NetrcParseError):
+        return None
+    if not found or not found[2]:
+        return None
+    login, _, password = found
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+
+
+def _environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP(S)_PROXY``, ``ALL_PROXY``, minus
+    ``NO_PROXY``), read once, as the standard library reads it."""
+    scheme, host = urlsplit(url).scheme, urlsplit(url).hostname or ""
+    proxies = urllib.request.getproxies_environment()
+    if not proxies or urllib.request.proxy_bypass(host):
+        return None
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if proxy and "://" not in proxy:
+        proxy = "http://" + proxy
+    return proxy or None
+
+
+def _root(error: BaseException) -> BaseException:
+    """The innermost exception httpx and httpcore wrapped (the socket's or ssl's own)."""
+    seen = {id(error)}
+    while (inner := error.__cause__ or error.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    return error
 
 
 def _excerpt(content: bytes) -> str:

@@ -194,6 +194,26 @@ def _copy(node: Any) -> Any:
     return node
 
 
+def find_redacted(
+    arguments: JSONObject, paths: Sequence[str | tuple[Segment, ...]]
+) -> list[tuple[str | int, ...]]:
+    """The concrete places in ``arguments`` that ``paths`` redact, outermost only (a match
+    inside another is hidden with it), in the order of ``paths`` and then of the document.
+
+    Raises:
+        ValueError: a path is malformed.
+    """
+    parsed = [parse_redact_path(p) if isinstance(p, str) else tuple(p) for p in paths]
+    found: list[tuple[str | int, ...]] = []
+    seen: set[tuple[str | int, ...]] = set()
+    for segments in parsed:
+        for at in _matches(arguments, segments, ()):
+            if at not in seen:
+                seen.add(at)
+                found.append(at)
+    return [at for at in found if not any(at[:n] in seen for n in range(1, len(at)))]
+
+
 def redact(
     arguments: JSONObject, paths: Sequence[str | tuple[Segment, ...]], key: bytes
 ) -> tuple[JSONObject, list[str]]:
@@ -216,16 +236,7 @@ def redact(
     """
     if not isinstance(key, bytes | bytearray) or len(key) < 16:
         raise ValueError("the redaction key must be at least 16 bytes")
-    parsed = [parse_redact_path(p) if isinstance(p, str) else tuple(p) for p in paths]
-    found: list[tuple[str | int, ...]] = []
-    seen: set[tuple[str | int, ...]] = set()
-    for segments in parsed:
-        for at in _matches(arguments, segments, ()):
-            if at not in seen:
-                seen.add(at)
-                found.append(at)
-    # An ancestor's digest already hides its descendants.
-    outer = [at for at in found if not any(at[:n] in seen for n in range(1, len(at)))]
+    outer = find_redacted(arguments, paths)
     if not outer:
         return _copy(arguments), []
     result = _copy(arguments)
@@ -256,6 +267,11 @@ class Redactor:
         self.paths = tuple(dict.fromkeys(paths))
         self._parsed = [parse_redact_path(p) for p in self.paths]
         self._key = bytes(key)
+
+    @property
+    def parsed(self) -> tuple[tuple[Segment, ...], ...]:
+        """The configured paths, parsed."""
+        return tuple(self._parsed)
 
     @property
     def keyed(self) -> bool:
