@@ -169,6 +169,14 @@ class RestEngine:
         except EngineError:
             return False
 
+    def reload(self, bundle: Bundle) -> None:
+        """An OPA server loads its bundles itself (``opa run --bundle``, a bundle service).
+
+        Raises:
+            VetoError: always.
+        """
+        raise VetoError(f"the OPA server at {self.url} loads its own bundles; reload there")
+
     def close(self) -> None:
         """Close the keep-alive connections; ``decide`` raises EngineUnavailable afterwards."""
         self._closed = True
