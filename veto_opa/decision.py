@@ -29,7 +29,8 @@ class Decision(BaseModel):
         policy_name: the policy of the deciding rule (or whose default decided).
         policy_revision: the bundle revision that decided (``sha256:...``).
         cause: set when the decision is a fail-closed deny: ``engine_timeout``,
-            ``engine_unavailable``, ``policy_not_loaded``, ``invalid_tool_call``, ...
+            ``engine_unavailable``, ``policy_not_loaded``, ``invalid_tool_call``, ...;
+            ``approval_rejected`` when an approver rejected the call.
         trace_id, span_id: the guard's span, when spans are on.
     """
 
@@ -68,10 +69,13 @@ class Decision(BaseModel):
 
     def tool_message(self) -> str:
         """The content of the ``tool`` message to return to the model when the tool did not
-        run, so that the model can react: a JSON object naming the status and the reason."""
-        body: dict[str, Any] = {"status": "denied" if self.decision == "deny" else
-                                "pending_approval" if self.decision == "require_approval"
-                                else "allowed",
+        run, so that the model can react: a JSON object naming the status and the reason.
+        A call an approver rejected has status ``rejected`` and the reason names who and
+        why."""
+        status = ("rejected" if self.cause == "approval_rejected" else
+                  "denied" if self.decision == "deny" else
+                  "pending_approval" if self.decision == "require_approval" else "allowed")
+        body: dict[str, Any] = {"status": status,
                                 "reason": self.reason, "decision_id": self.decision_id}
         if self.approval_id:
             body["approval_id"] = self.approval_id

@@ -41,7 +41,7 @@ from veto_opa.records.model import canonical_json, loads_json, new_decision_id
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from veto_opa.approvals import SQLiteApprovalStore
+    from veto_opa.approvals.service import ApprovalService, ApprovalView
     from veto_opa.engines import Engine
     from veto_opa.records import SQLiteRecordStore
 
@@ -98,17 +98,20 @@ class Veto:
         self._tracer = spans.tracer_for(tracer_provider) if s.spans else None
         self._key = b""
         self.records: SQLiteRecordStore | None = store
-        self.approvals: SQLiteApprovalStore | None = None
+        self._approval_service: ApprovalService | None = None
+        self.approvals: ApprovalView | None = None   # read and wait; approving needs Approver
         if s.records or store is not None:
-            from veto_opa.approvals import SQLiteApprovalStore
             from veto_opa.records import SQLiteRecordStore, load_or_create_key, store_path
 
             s.home.mkdir(parents=True, exist_ok=True)
             self._key = load_or_create_key(s.home)
             if self.records is None:
                 self.records = SQLiteRecordStore(store_path(s.home), synchronous=s.records_sync)
-            self.approvals = SQLiteApprovalStore(s.home / "approvals.sqlite3",
-                                                 ttl=s.approval_ttl)
+            if isinstance(self.records, SQLiteRecordStore):
+                from veto_opa.approvals.service import open_service
+
+                self._approval_service = open_service(s, self.records, self._key)
+                self.approvals = self._approval_service.view
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         if self._sources and s.reload_interval > 0 and engine is None:
@@ -205,7 +208,8 @@ class Veto:
     # -- deciding -----------------------------------------------------------------------------
 
     def guard(self, tool: str, arguments: Any = None, context: Mapping[str, Any] | None = None,
-              model: str | None = None, call_id: str | None = None) -> Decision:
+              model: str | None = None, call_id: str | None = None, *,
+              wait_for_approval: float | None = None) -> Decision:
         """Decide one tool call before it runs.
 
         Args:
@@ -214,11 +218,30 @@ class Veto:
             context: facts about the call the model does not choose (environment, user, role).
             model: the model that chose the call.
             call_id: the model's tool-call id.
+            wait_for_approval: for a call that needs approval, wait up to this many seconds
+                for approvers to decide, then decide the call once more (using the grant, or
+                denying it as rejected); still pending after that, the pending decision is
+                returned.
 
         Returns:
             The :class:`Decision`; ``decision.allowed`` says whether the tool may run. Never
             raises for an unusable call or a failing engine: those are denies naming the cause.
         """
+        decision = self._guard(tool, arguments, context, model, call_id)
+        if (wait_for_approval is None or decision.decision != "require_approval"
+                or decision.approval_id is None or self.approvals is None):
+            return decision
+        try:
+            waited = self.approvals.wait(decision.approval_id, wait_for_approval)
+        except VetoError as e:
+            log.error("veto-opa could not wait for approval %s: %s", decision.approval_id, e)
+            return decision
+        if waited.status == "pending":
+            return decision
+        return self._guard(tool, arguments, context, model, call_id)
+
+    def _guard(self, tool: str, arguments: Any, context: Mapping[str, Any] | None,
+               model: str | None, call_id: str | None) -> Decision:
         started = time.perf_counter_ns()
         decision_id = new_decision_id()
         span = (spans.start(self._tracer, str(tool), call_id, model, decision_id)
@@ -259,8 +282,11 @@ class Veto:
             failure, cause = e, "internal_error"
             d = _fail_closed(cause, f"{type(e).__name__}: {e}")
         approval_id = None
-        if d["decision"] == "require_approval" and self.approvals is not None:
-            d, approval_id, cause = self._approval(d, tool, arguments, ctx, decision_id, cause)
+        if (d["decision"] == "require_approval" and self._approval_service is not None
+                and args_text is not None):
+            settled = self._approval_service.settle(d, tool=tool, arguments_text=args_text,
+                                                    context=ctx, decision_id=decision_id)
+            d, approval_id, cause = settled.decision, settled.approval_id, settled.cause
         trace_id, span_id = spans.ids(span)
         latency_us = (time.perf_counter_ns() - started) // 1000
         if self.records is not None:
@@ -288,10 +314,24 @@ class Veto:
 
     async def guard_async(self, tool: str, arguments: Any = None,
                           context: Mapping[str, Any] | None = None, model: str | None = None,
-                          call_id: str | None = None) -> Decision:
+                          call_id: str | None = None, *,
+                          wait_for_approval: float | None = None) -> Decision:
         """:meth:`guard` for asyncio code: the evaluation runs in a worker thread (the engines
-        release the GIL while they evaluate), so the event loop keeps serving."""
-        return await asyncio.to_thread(self.guard, tool, arguments, context, model, call_id)
+        release the GIL while they evaluate), so the event loop keeps serving, also while it
+        waits for an approval."""
+        decision = await asyncio.to_thread(self._guard, tool, arguments, context, model,
+                                           call_id)
+        if (wait_for_approval is None or decision.decision != "require_approval"
+                or decision.approval_id is None or self.approvals is None):
+            return decision
+        try:
+            waited = await self.approvals.wait_async(decision.approval_id, wait_for_approval)
+        except VetoError as e:
+            log.error("veto-opa could not wait for approval %s: %s", decision.approval_id, e)
+            return decision
+        if waited.status == "pending":
+            return decision
+        return await asyncio.to_thread(self._guard, tool, arguments, context, model, call_id)
 
     def record_outcome(self, decision_id: str, status: str, error: str | None = None) -> None:
         """Record what happened after an allow (``executed``, ``failed``, ``skipped``, ...).
@@ -352,31 +392,6 @@ class Veto:
         from veto_opa.records import redact
 
         return redact(args, self._redact, self._key or b"veto-opa")[0] if self._redact else args
-
-    def _approval(self, d: dict[str, Any], tool: str, arguments: Any, ctx: Any,
-                  decision_id: str, cause: str | None) -> tuple[dict[str, Any], str | None,
-                                                               str | None]:
-        from veto_opa.records import arguments_digest
-
-        subject = _subject(ctx)
-        digest = arguments_digest(arguments if arguments not in (None, "") else {})
-        try:
-            granted = self.approvals.consume(tool=tool, arguments_sha256=digest,  # type: ignore
-                                             subject=subject, decision_id=decision_id)
-            if granted is not None:
-                allowed = {**d, "decision": "allow",
-                           "reason": f"approved by {granted.decided_by} (approval "
-                                     f"{granted.approval_id}): {d['reason']}"}
-                return allowed, granted.approval_id, cause
-            pending = self.approvals.request(  # type: ignore[union-attr]
-                tool=tool, arguments_sha256=digest, subject=subject,
-                approvers=tuple(d.get("approvers", ())), rule=d.get("rule"), reason=d["reason"],
-                decision_id=decision_id, policy_revision=d.get("policy_revision"))
-            return d, pending.approval_id, cause
-        except Exception as e:  # noqa: BLE001 - no approval store, no pending approval
-            log.error("veto-opa could not create an approval for %s: %s", decision_id, e)
-            return (_fail_closed("approval_error", f"the approval could not be requested: {e}"),
-                    None, "approval_error")
 
     def _record(self, decision_id: str, tool: Any, arguments: Any, args: Any,
                 args_text: str | None, ctx: Any, ctx_text: str | None,
@@ -532,9 +547,10 @@ class Veto:
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         self.engine.close()
-        for store in (self.records, self.approvals):
-            if store is not None:
-                store.close()
+        if self._approval_service is not None:
+            self._approval_service.close()
+        if self.records is not None:
+            self.records.close()
 
     def __enter__(self) -> Veto:
         return self
@@ -589,15 +605,6 @@ def _lossy_json(value: Any) -> dict[str, Any]:
         return json.loads(text, parse_constant=str)
     except (TypeError, ValueError, RecursionError):
         return {}
-
-
-def _subject(ctx: Any) -> str | None:
-    if isinstance(ctx, Mapping):
-        for key in ("subject", "user", "user_id"):
-            value = ctx.get(key)
-            if isinstance(value, str):
-                return value
-    return None
 
 
 def _json_type(value: Any) -> str:

@@ -481,15 +481,18 @@ class SQLiteRecordStore:
         stored = self._submit(item)
         return stored.sequence, stored.record_hash   # type: ignore[union-attr]
 
-    def approval_entries(self, decision_id: str) -> list[tuple[dict[str, Any], str | None]]:
-        """The approval events of the request made by ``decision_id``, in chain order, each
-        with the ``record_hash`` of the entry before it (None before the first entry), for
-        checking that it is linked into the chain."""
+    def approval_entries(
+        self, decision_id: str | None = None
+    ) -> list[tuple[dict[str, Any], str | None]]:
+        """The approval events of the request made by ``decision_id`` (of every request when
+        None), in chain order, each with the ``record_hash`` of the entry before it (None
+        before the first entry), for checking that it is linked into the chain."""
+        where, params = ("AND r.decision_id = ? ", (decision_id,)) if decision_id else ("", ())
         rows = self._read(
             "SELECT r.json, p.record_hash FROM records r LEFT JOIN records p "
-            "ON p.sequence = r.sequence - 1 WHERE r.kind = 'approval' AND r.decision_id = ? "
+            f"ON p.sequence = r.sequence - 1 WHERE r.kind = 'approval' {where}"
             "ORDER BY r.sequence",
-            (decision_id,),
+            params,
         )
         return [(json.loads(text), previous) for text, previous in rows]
 
