@@ -94,8 +94,9 @@ DROP INDEX IF EXISTS approvals_pending;
 DROP INDEX IF EXISTS approvals_by_status;
 """ + _SCHEMA
 
-_SELECT = "SELECT document FROM approvals"
+_SELECT = "SELECT status, expires_at, document FROM approvals"
 _ENDED = ("used", "rejected", "expired")
+GRANT_EXPIRED = "the grant expired"
 
 
 def store_path(home: str | os.PathLike[str]) -> Path:
@@ -225,8 +226,11 @@ class SQLiteApprovalStore:
 
     @staticmethod
     def _rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Approval]:
+        # The columns are what the queries select on: they win over the document, so that
+        # a row edited in one place or the other is judged by what was acted on.
         rows = conn.execute(f"{_SELECT} WHERE {where}", params).fetchall()
-        return [Approval.from_document(json.loads(text)) for (text,) in rows]
+        return [replace(Approval.from_document(json.loads(text)), status=status,
+                        expires_at=expires_at) for status, expires_at, text in rows]
 
     @staticmethod
     def _write(conn: sqlite3.Connection, approval: Approval, *, insert: bool = False) -> None:
@@ -290,13 +294,19 @@ class SQLiteApprovalStore:
         problems: list[str] = []
         with self._transaction() as conn:
             self._expire_due(conn, now, "binding = ?", (binding,))
-            held = self._rows(conn, "binding = ? AND status = 'rejected' AND expires_at > ? "
-                                    "ORDER BY seq DESC LIMIT 1", (binding, now))
-            if held:
-                return Settlement("rejected", held[0])
+            # This side's rejection_ttl and grant_ttl count, from the votes' times: the
+            # approver's process may be configured otherwise.
+            hold = timedelta(seconds=self.rejection_ttl)
+            for rejected in self._rows(conn, "binding = ? AND status = 'rejected' "
+                                             "ORDER BY seq DESC", (binding,)):
+                if rejected.decided_at is None or _parse_time(rejected.decided_at) + hold > moment:
+                    return Settlement("rejected", rejected)
             for grant in self._rows(conn, "binding = ? AND status = 'approved' ORDER BY seq",
                                     (binding,)):
                 problem = self.verify_grant(grant, registry, moment)
+                if problem == GRANT_EXPIRED:
+                    self._expire(conn, grant, "grant_unused", now)
+                    continue
                 if problem is not None:
                     problems.append(f"approval {grant.approval_id} is not honoured: {problem}")
                     log.error("veto-opa refused approval %s: %s", grant.approval_id, problem)
@@ -361,7 +371,7 @@ class SQLiteApprovalStore:
             return "the record chain holds too few valid approving votes"
         granted = _parse_time(max(v.at for v in votes))
         if (moment or self._clock()) >= granted + timedelta(seconds=self.grant_ttl):
-            return "the grant expired"
+            return GRANT_EXPIRED
         return None
 
     # -- the approver's side ---------------------------------------------------------------
@@ -600,3 +610,31 @@ def _verified_vote(doc: dict[str, Any], approval: Approval, request: Request,
 
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def audit_home(records: SQLiteRecordStore, home: str | os.PathLike[str],
+               approvers: str | os.PathLike[str] | None = None) -> AuditResult | None:
+    """:meth:`SQLiteApprovalStore.audit` of the approval store under ``home`` against
+    ``records``; None when there is no approval store. The registry is ``approvers``, else
+    ``VETO_APPROVERS``, else ``<home>/approvers.yaml``; an unreadable one is a problem.
+    """
+    import os as _os
+
+    from veto_opa.approvals.registry import Registry, registry_path
+
+    path = store_path(home)
+    if not path.is_file():
+        return None
+    try:
+        store = SQLiteApprovalStore(path, records, create=False)
+    except ApprovalError as exc:
+        return AuditResult(False, 0, (str(exc),))
+    try:
+        try:
+            registry: Registry | None = Registry.load(
+                registry_path(home, approvers or _os.environ.get("VETO_APPROVERS")))
+        except ApprovalError as exc:
+            return AuditResult(False, 0, (str(exc),))
+        return store.audit(registry)
+    finally:
+        store.close()
