@@ -95,10 +95,52 @@ def policy(tmp_path: Path) -> Path:
     return path
 
 
+class SharedEngine:
+    """The session's embedded engine, lent to each test's Veto (loading one costs half a
+    second); closing a Veto leaves it open."""
+
+    name = "embedded"
+    takes_text = True
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def decide(self, *args: Any, **kwargs: Any) -> Any:
+        return self._engine.decide(*args, **kwargs)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def shared_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedEngine]:
+    from veto_opa.engines import EmbeddedEngine
+    from veto_opa.translators import build
+
+    path = tmp_path_factory.mktemp("policy") / "ops.yaml"
+    path.write_text(POLICY)
+    engine = EmbeddedEngine(build([path]).bundle(), pool_size=2)
+    yield SharedEngine(engine)
+    engine.close()
+
+
 @pytest.fixture
-def veto(home: Path, policy: Path) -> Iterator[Veto]:
-    with Veto([policy], home=home, reload_interval=0, spans=False) as v:
-        yield v
+def make_veto(home: Path, shared_engine: SharedEngine) -> Iterator[Callable[..., Veto]]:
+    """``make_veto(**settings)``: a Veto on :data:`POLICY` under ``home``."""
+    made: list[Veto] = []
+
+    def make(**settings: Any) -> Veto:
+        made.append(Veto(engine=shared_engine, home=home, spans=False, **settings))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+@pytest.fixture
+def veto(make_veto: Callable[..., Veto]) -> Veto:
+    return make_veto()
 
 
 @pytest.fixture

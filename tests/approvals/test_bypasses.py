@@ -321,9 +321,9 @@ def test_subject_user_and_user_id_are_all_bound(veto: Veto, approver: MakeApprov
 # -- a rejection reaches the agent ----------------------------------------------------------
 
 
-def test_a_rejection_is_told_to_the_agent_and_holds(home: Path, policy: Path,
+def test_a_rejection_is_told_to_the_agent_and_holds(make_veto: Callable[..., Veto],
                                                    approver: MakeApprover) -> None:
-    with Veto([policy], home=home, reload_interval=0, spans=False, rejection_ttl=1.0) as veto:
+    with make_veto(rejection_ttl=0.5) as veto:
         pending = veto.guard("deploy", RELEASE, PROD)
         approver("alice").reject(pending.approval_id, "freeze until Monday")
         denied = veto.guard("deploy", RELEASE, PROD)
@@ -336,7 +336,7 @@ def test_a_rejection_is_told_to_the_agent_and_holds(home: Path, policy: Path,
         assert veto.records.get(denied.decision_id).cause == "approval_rejected"
         assert veto.guard("deploy", RELEASE, PROD).decision == "deny"     # still
         assert len(veto.approvals.list()) == 1                             # no new request
-        time.sleep(1.05)
+        time.sleep(0.55)
         after = veto.guard("deploy", RELEASE, PROD)
         assert after.decision == "require_approval" and after.approval_id != pending.approval_id
 
@@ -350,20 +350,20 @@ def test_a_rejection_needs_a_justification(veto: Veto, approver: MakeApprover) -
 # -- validity counts from the approval, and waiting ------------------------------------------
 
 
-def test_a_late_approval_gets_its_whole_grant_time(home: Path, policy: Path,
+def test_a_late_approval_gets_its_whole_grant_time(make_veto: Callable[..., Veto],
                                                   approver: MakeApprover) -> None:
-    with Veto([policy], home=home, reload_interval=0, spans=False, approval_ttl=1.0,
-              approval_grant_ttl=1.5) as veto:
+    with make_veto(approval_ttl=0.6, approval_grant_ttl=1.0) as veto:
         pending = veto.guard("deploy", RELEASE, PROD)
-        time.sleep(0.8)
-        approver("alice").approve(pending.approval_id)
-        time.sleep(0.5)                     # past the request's expiry, within the grant
+        alice = approver("alice")
+        time.sleep(0.4)
+        alice.approve(pending.approval_id)
+        time.sleep(0.3)                     # past the request's expiry, within the grant
         assert veto.guard("deploy", RELEASE, PROD).allowed
 
 
-def test_an_unused_grant_expires(home: Path, policy: Path, approver: MakeApprover) -> None:
-    with Veto([policy], home=home, reload_interval=0, spans=False,
-              approval_grant_ttl=0.5) as veto:
+def test_an_unused_grant_expires(make_veto: Callable[..., Veto],
+                                 approver: MakeApprover) -> None:
+    with make_veto(approval_grant_ttl=0.5) as veto:
         pending = veto.guard("deploy", RELEASE, PROD)
         approver("alice").approve(pending.approval_id)
         time.sleep(0.6)
@@ -454,7 +454,7 @@ RACER = textwrap.dedent("""
     from veto_opa import Veto
 
     policy, home, go = sys.argv[1:]
-    with Veto([policy], home=home, reload_interval=0, spans=False) as veto:
+    with Veto([policy], home=home, reload_interval=0, spans=False, pool_size=1) as veto:
         print("ready", flush=True)
         while not os.path.exists(go):
             time.sleep(0.001)
