@@ -126,16 +126,8 @@ class Approver:
         return self.store.list(status="pending", limit=limit)
 
     def why_not(self, approval: Approval) -> str | None:
-        """Why this approver cannot approve ``approval`` (for the console), or None."""
-        if approval.status != "pending":
-            return f"it is {approval.status}"
-        if self.identity.requested(approval.request):
-            return "you requested this call (separation of duties)"
-        if self.identity.name in {v.approver for v in approval.votes}:
-            return "you have already voted"
-        if not any(r.admits(self.identity.groups) for r, _ in approval.missing()):
-            return "none of your groups can give what it still needs"
-        return None
+        """Why this approver cannot approve ``approval``, or None (see :func:`why_not`)."""
+        return why_not(self.identity, approval)
 
     def _registry_now(self) -> Registry:
         registry = self.registry.current()
@@ -159,3 +151,17 @@ class Approver:
 
     def __repr__(self) -> str:
         return f"Approver({self.identity.name!r}, home={str(self.home)!r})"
+
+
+def why_not(identity: Identity, approval: Approval) -> str | None:
+    """Why ``identity`` cannot approve ``approval`` now, or None: what the store would refuse,
+    for showing it before anyone tries (the store checks again)."""
+    if approval.status != "pending":
+        return f"it is {approval.status}"
+    if identity.requested(approval.request):
+        return "you requested this call: separation of duties"
+    if identity.name in {v.approver for v in approval.votes}:
+        return "you have already voted on it"
+    if not any(r.admits(identity.groups) for r, _ in approval.missing()):
+        return "none of your groups can give what it still needs"
+    return None
