@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from veto_opa.approvals.model import Verdict
     from veto_opa.approvals.registry import Signer
     from veto_opa.approvals.webhooks import Notifier
     from veto_opa.config import VetoSettings
@@ -247,7 +248,10 @@ def create_app(settings: VetoSettings, *, secure_cookies: bool = False) -> Starl
         if form is None:
             return refused(request, "the form expired; reload the page and try again", 403)
         approval_id = request.path_params["approval_id"]
-        verdict = "approved" if request.path_params["verdict"] == "approve" else "rejected"
+        verdicts: dict[str, Verdict] = {"approve": "approved", "reject": "rejected"}
+        verdict = verdicts.get(request.path_params["verdict"])
+        if verdict is None:
+            return refused(request, "no such action", 404)
         justification = form.get("justification", "").strip() or None
         try:
             registry = console.registry.current()
@@ -267,7 +271,7 @@ def create_app(settings: VetoSettings, *, secure_cookies: bool = False) -> Starl
         filters = {name: query.get(name) or None
                    for name in ("decision", "tool", "rule", "since", "until")}
         try:
-            found = console.records.query(**filters, limit=200)   # type: ignore[arg-type]
+            found = console.records.query(**filters, limit=200)
         except (ValueError, RecordError) as exc:
             return page(request, "decisions.html", 400, records=[], filters=filters,
                         error=str(exc))

@@ -212,11 +212,12 @@ class Registry:
         parts = token.split("_", 2)
         found = (self.key(f"tok-{parts[1]}") if len(parts) == 3 and token.startswith(TOKEN_PREFIX)
                  else None)
-        if found is None or found[1].salt is None:
+        salt = found[1].salt if found is not None else None
+        if found is None or salt is None:
             _derive(token, b"\0" * 16)   # the same work as a real check: no timing hint
             raise ApprovalError("the approver token is not valid")
         identity, key = found
-        private_key = _derive(token, key.salt)
+        private_key = _derive(token, salt)
         public = private_key.public_key().public_bytes(serialization.Encoding.Raw,
                                                        serialization.PublicFormat.Raw)
         if not hmac.compare_digest(public, key.public_key):
