@@ -352,12 +352,14 @@ def test_a_rejection_needs_a_justification(veto: Veto, approver: MakeApprover) -
 
 def test_a_late_approval_gets_its_whole_grant_time(make_veto: Callable[..., Veto],
                                                   approver: MakeApprover) -> None:
-    with make_veto(approval_ttl=0.6, approval_grant_ttl=1.0) as veto:
-        pending = veto.guard("deploy", RELEASE, PROD)
+    with make_veto(approval_ttl=1.5, approval_grant_ttl=3.0) as veto:
         alice = approver("alice")
-        time.sleep(0.4)
+        asked = time.monotonic()
+        pending = veto.guard("deploy", RELEASE, PROD)
+        time.sleep(0.7)
         alice.approve(pending.approval_id)
-        time.sleep(0.3)                     # past the request's expiry, within the grant
+        time.sleep(max(0.0, asked + 1.6 - time.monotonic()))
+        # past the request's expiry (1.5 s after it was made), well within the grant
         assert veto.guard("deploy", RELEASE, PROD).allowed
 
 

@@ -186,7 +186,8 @@ def test_records_query_and_export(veto: Veto, tmp_path: Path) -> None:
     veto.guard("rotate_secret", {"secret_path": "/x", "service": "stripe"}, {})
     assert [r.decision for r in veto.records.query(decision="deny")] == ["deny"]
     assert len(veto.records.query(tool="execute_sql")) == 2
-    assert veto.records.export(tmp_path / "out.jsonl") == 3
+    # three decisions and the "requested" event of rotate_secret's approval request
+    assert veto.records.export(tmp_path / "out.jsonl") == 4
 
 
 def test_approval_lets_the_same_call_through_once(veto: Veto, tmp_path: Path) -> None:
