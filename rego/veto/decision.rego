@@ -25,8 +25,9 @@ import data.veto.lib.explain
 #   {"decision", "rule", "reason", "approvers", "matched", "errors",
 #    "policy": {"name", "revision"}, "binding"}. Each matched entry names its rule's
 #   approver groups and approvals (distinct approvers needed); "binding" lists the context
-#   keys an approval of this call is bound to ("*": the whole context). Always defined, whatever the input, so that an
-#   undefined answer can only mean that this library is not loaded.
+#   keys an approval of this call is bound to ("*": the whole context). Always defined,
+#   whatever the input, so that an undefined answer can only mean that this library is
+#   not loaded.
 # entrypoint: true
 decision := _no_hit_decision if {
 	count(_hits) == 0

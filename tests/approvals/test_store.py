@@ -66,7 +66,8 @@ def call(environment: str = "production", *requirements: Requirement) -> Request
     return build_request(tool="deploy", arguments_text='{"v":1}',
                          context={"environment": environment, "user": "carol"}, key=b"k" * 32,
                          bound_keys=["environment"],
-                         requirements=requirements or (Requirement("ops", "prod", ("sre-oncall",)),),
+                         requirements=requirements
+                         or (Requirement("ops", "prod", ("sre-oncall",)),),
                          policy_revision="sha256:" + "a" * 64)
 
 
