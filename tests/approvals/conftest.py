@@ -53,6 +53,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "alice": ("sre-oncall",),
     "dave": ("dev-leads",),
     "dana": ("dba",),
+    "dino": ("dba",),
     "pria": ("privacy-office",),
     "fin1": ("finance",),
     "fin2": ("finance",),

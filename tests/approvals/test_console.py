@@ -143,6 +143,28 @@ def test_votes_need_the_sessions_csrf_and_the_requester_is_refused(
     assert agent.guard(*CALL, {"environment": "production", "user": "bob"}).allowed
 
 
+def test_an_approver_whose_group_is_done_may_still_reject(
+        console: Server, agent: Veto, tokens: dict[str, str]) -> None:
+    call = ("migrate", {"table": "users", "rows": 50_000})
+    ctx = {"environment": "production", "user": "carol"}
+    pending = agent.guard(*call, ctx)
+    dana = sign_in(console.url, tokens["dana"])
+    page = dana.get(f"{console.url}/approvals/{pending.approval_id}")
+    dana.post(f"{console.url}/approvals/{pending.approval_id}/approve",
+              data={"csrf": csrf_of(page.text), "justification": "rows ok"})
+    dino = sign_in(console.url, tokens["dino"])
+    page = dino.get(f"{console.url}/approvals/{pending.approval_id}")
+    assert "none of your groups can give what it still needs" in page.text
+    assert 'id="approve"' not in page.text and 'id="reject"' in page.text
+    assert dino.post(f"{console.url}/approvals/{pending.approval_id}/nonsense",
+                     data={"csrf": csrf_of(page.text)}).status_code == 404
+    done = dino.post(f"{console.url}/approvals/{pending.approval_id}/reject",
+                     data={"csrf": csrf_of(page.text), "justification": "table locked"})
+    assert "it is now rejected" in done.text
+    denied = agent.guard(*call, ctx)
+    assert denied.cause == "approval_rejected" and "table locked" in denied.reason
+
+
 def test_decisions_filters_and_chain_status(console: Server, agent: Veto, home: Path,
                                             tokens: dict[str, str]) -> None:
     agent.guard(*CALL, {"environment": "production", "user": "bob"})

@@ -244,6 +244,15 @@ def test_a_failing_chain_write_fails_closed(store: SQLiteApprovalStore, registry
             again.close()
 
 
+def test_the_database_is_private(store: SQLiteApprovalStore, registry: Registry,
+                                 home: Path) -> None:
+    import stat
+
+    settle(store, registry)
+    for name in ("approvals.sqlite3", "approvals.sqlite3-wal"):
+        assert stat.S_IMODE((home / name).stat().st_mode) == 0o600
+
+
 def test_times_must_be_positive(home: Path, records: SQLiteRecordStore) -> None:
     for name in ("ttl", "grant_ttl", "rejection_ttl"):
         for bad in (0, -1, float("nan"), float("inf")):

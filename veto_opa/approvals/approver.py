@@ -153,6 +153,19 @@ class Approver:
         return f"Approver({self.identity.name!r}, home={str(self.home)!r})"
 
 
+def why_not_reject(identity: Identity, approval: Approval) -> str | None:
+    """Why ``identity`` cannot reject ``approval`` now, or None."""
+    if approval.status != "pending":
+        return f"it is {approval.status}"
+    if identity.requested(approval.request):
+        return "you requested this call: separation of duties"
+    if identity.name in {v.approver for v in approval.votes}:
+        return "you have already voted on it"
+    if not any(r.admits(identity.groups) for r in approval.request.requirements):
+        return "you are in none of its approver groups"
+    return None
+
+
 def why_not(identity: Identity, approval: Approval) -> str | None:
     """Why ``identity`` cannot approve ``approval`` now, or None: what the store would refuse,
     for showing it before anyone tries (the store checks again)."""

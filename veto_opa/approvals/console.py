@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from veto_opa.approvals.approver import why_not
+from veto_opa.approvals.approver import why_not, why_not_reject
 from veto_opa.approvals.registry import RegistryFile, registry_path
 from veto_opa.approvals.store import SQLiteApprovalStore, store_path
 from veto_opa.errors import ApprovalError, RecordError, VetoError
@@ -239,7 +239,8 @@ def create_app(settings: VetoSettings, *, secure_cookies: bool = False) -> Starl
             return refused(request, "no such approval", 404)
         record = console.records.get(approval.requested_by_decision)
         return page(request, "approval.html", approval=approval, record=record,
-                    why_not=why_not(signer.identity, approval))
+                    why_not=why_not(signer.identity, approval),
+                    why_not_reject=why_not_reject(signer.identity, approval))
 
     async def decide(request: Request) -> Response:
         signer = console.signer(request)

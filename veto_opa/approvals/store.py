@@ -178,7 +178,8 @@ class SQLiteApprovalStore:
             raise ApprovalError(f"no approval store at {self.path}")
         conn: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _create_private(self.path)   # SQLite gives its WAL and shm files the same mode
             conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                    check_same_thread=False)
             prepare(conn, self.path, _SCHEMA, SCHEMA_VERSION, "approval", ApprovalError,
@@ -557,6 +558,16 @@ class SQLiteApprovalStore:
 
     def __repr__(self) -> str:
         return f"SQLiteApprovalStore({str(self.path)!r})"
+
+
+def _create_private(path: Path) -> None:
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _check_entries(approval: Approval,
