@@ -423,7 +423,7 @@ def test_guard_async_waits_without_blocking_the_loop(veto: Veto, approver: MakeA
         return decided, ticks
 
     decided, ticks = asyncio.run(main())
-    assert decided.allowed and ticks >= 10
+    assert decided.allowed and ticks >= 5     # the loop ran while guard_async waited
 
 
 # -- one grant, one call --------------------------------------------------------------------
