@@ -83,10 +83,14 @@ class Console:
 
     def signer(self, request: Request) -> Signer | None:
         sid = request.session.get("sid")
+        if not isinstance(sid, str):
+            return None
         with self.lock:
-            session = self.sessions.get(sid) if isinstance(sid, str) else None
-            if session is None or session.expires < time.time():
-                self.sessions.pop(sid, None) if isinstance(sid, str) else None
+            session = self.sessions.get(sid)
+            if session is None:
+                return None
+            if session.expires < time.time():
+                del self.sessions[sid]
                 return None
             return session.signer
 
