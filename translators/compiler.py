@@ -24,6 +24,7 @@ from veto_opa import __version__
 from veto_opa.translators import rego
 from veto_opa.translators.bundle import Bundle, build_bundle
 from veto_opa.translators import explainer
+from veto_opa.translators.binding import policy_binding
 from veto_opa.translators.generator import ConditionCompiler, Scope, _block
 from veto_opa.translators.policy import Policy, Rule
 
@@ -133,22 +134,36 @@ _RANK = {"deny": 0, "require_approval": 1, "allow": 2}
 def default_decision(policies: Sequence[Policy], revision: str) -> dict[str, Any]:
     """The decision when no rule applies, as ``rego/veto/decision.rego`` would compute it:
     the most restrictive default among the policies, ties to the first loaded."""
-    def shape(action: str, reason: str, name: str | None) -> dict[str, Any]:
-        return {"decision": action, "rule": None, "reason": reason, "approvers": [],
-                "matched": [], "errors": [], "policy": {"name": name, "revision": revision}}
+    def shape(action: str, reason: str, policy: Policy | None) -> dict[str, Any]:
+        asks = policy is not None and action == "require_approval"
+        return {"decision": action, "rule": None, "reason": reason,
+                "approvers": sorted(policy.default_approvers) if asks else [],
+                "matched": [], "errors": [],
+                "policy": {"name": policy.name if policy else None, "revision": revision},
+                "binding": list(policy_binding(policy)) if asks else []}
 
     if not policies:
         return shape("deny", "no Veto policy is loaded", None)
     best = min(policies, key=lambda p: (_RANK[p.default], p.index))
     return shape(best.default, f"no rule applies; policy {best.name} defaults to {best.default}",
-                 best.name)
+                 best)
 
 
 def rules_data(policy: Policy) -> dict[str, Any]:
     """Each rule's order in the file, action, reason and approvers, read by ``veto.decision``
-    for the rules that apply or are in error."""
-    return {rule.name: {"index": rule.index, "action": rule.action, "message": rule.reason,
-                        "approvers": sorted(set(rule.approvers))} for rule in policy.rules}
+    for the rules that apply or are in error; a ``require_approval`` rule also carries how
+    many distinct approvers it needs and the context keys its approvals are bound to (the
+    policy's, see :mod:`~veto_opa.translators.binding`)."""
+    binding = list(policy_binding(policy))
+    data: dict[str, Any] = {}
+    for rule in policy.rules:
+        asks = rule.action == "require_approval"
+        data[rule.name] = {"index": rule.index, "action": rule.action, "message": rule.reason,
+                           "approvers": sorted(set(rule.approvers)),
+                           "approvals": rule.approvals if asks else 0}
+        if asks:
+            data[rule.name]["binding"] = binding
+    return data
 
 
 def conditions_data(policy: Policy) -> dict[str, str]:
@@ -176,11 +191,20 @@ def policy_module(policy: Policy) -> str:
         package=policy.package,
         policy_name=policy.name,
         imports=imports,
-        policy=rego.value({"name": policy.name, "index": policy.index,
-                           "default": policy.default, "source": policy.source,
-                           "sha256": policy.sha256}),
+        policy=rego.value(_policy_object(policy)),
         rules=rules,
     )
+
+
+def _policy_object(policy: Policy) -> dict[str, Any]:
+    value: dict[str, Any] = {"name": policy.name, "index": policy.index,
+                             "default": policy.default, "source": policy.source,
+                             "sha256": policy.sha256}
+    if policy.default == "require_approval":
+        # What veto.decision's own default decision reads when the bundle has none.
+        value["default_approvers"] = sorted(policy.default_approvers)
+        value["default_binding"] = list(policy_binding(policy))
+    return value
 
 
 def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from veto_opa.translators.policy import (
 )
 from veto_opa.translators.rego import KEYWORDS
 from veto_opa.translators.schema import (
-    NAME_RULE, ExpectSpec, PolicyFile, RuleSpec, TestSpec, explain, found,
+    ANY_APPROVER, NAME_RULE, ExpectSpec, PolicyFile, RuleSpec, TestSpec, explain, found,
 )
 from veto_opa.translators.source import read_yaml
 
@@ -243,6 +243,9 @@ class _FileChecker:
         tests = [self.example(i, test, names, actions) for i, test in enumerate(test_specs)
                  if test is not None]
         self.check_redact()
+        if spec is not None:
+            self.check_default_approvers(spec)
+            self.check_binding(spec)
 
         if self.diagnostics or spec is None or self.name is None:
             return None
@@ -253,6 +256,9 @@ class _FileChecker:
             rules=tuple(r for r in rules if r is not None),
             tests=tuple(t for t in tests if t is not None),
             redact=tuple(spec.redact), index=index,
+            default_approvers=tuple(dict.fromkeys(spec.default_approvers)),
+            approval_binding=(tuple(spec.approval_binding)
+                              if spec.approval_binding is not None else None),
         )
 
     def check_policy_name(self) -> None:
@@ -301,6 +307,13 @@ class _FileChecker:
             self.at_key(("rules", i, "approvers"), SCHEMA,
                         f"approvers only apply to require_approval rules; this rule's action "
                         f"is {spec.action}")
+        if spec.approvals is not None and spec.action != "require_approval":
+            self.at_key(("rules", i, "approvals"), SCHEMA,
+                        f"approvals only apply to require_approval rules; this rule's action "
+                        f"is {spec.action}")
+        if spec.action == "require_approval":
+            self.check_approvers(("rules", i), "approvers", spec.approvers,
+                                 f"rule {spec.name} requires approval but names no approvers")
         environments = tuple(spec.environments) if spec.environments is not None else None
         when = spec.when
         if when is True:
@@ -312,8 +325,41 @@ class _FileChecker:
             name=spec.name, index=i, action=spec.action, tools=tools,
             when=checked, when_source=source, description=spec.description,
             approvers=tuple(spec.approvers), message=spec.message,
-            environments=environments, line=line, col=col,
+            environments=environments, approvals=spec.approvals or 1, line=line, col=col,
         )
+
+    def check_approvers(self, at: DataPath, key: str, approvers: list[str],
+                        missing: str) -> None:
+        """A require_approval decision must say who may approve: groups, or ``[any]``."""
+        if not approvers:
+            self.at_value((*at, "action") if key == "approvers" else ("default",), SCHEMA,
+                          f"{missing}: list the groups that may approve ({key}: [dba]), or "
+                          f"write {key}: [{ANY_APPROVER}] to let any registered approver "
+                          "decide")
+            return
+        for j, group in enumerate(approvers):
+            if not group.strip():
+                self.at_value((*at, key, j), SCHEMA, f"{key} must be group names, found ''")
+        if ANY_APPROVER in approvers and len(set(approvers)) > 1:
+            self.at_key((*at, key), SCHEMA,
+                        f"{key}: [{ANY_APPROVER}] means any registered approver; it cannot be "
+                        "combined with groups")
+
+    def check_default_approvers(self, spec: PolicyFile) -> None:
+        if spec.default == "require_approval":
+            self.check_approvers((), "default_approvers", spec.default_approvers,
+                                 "default: require_approval needs approvers for the calls no "
+                                 "rule applies to")
+        elif spec.default_approvers:
+            self.at_key(("default_approvers",), SCHEMA,
+                        "default_approvers only apply to default: require_approval; this "
+                        f"policy's default is {spec.default}")
+
+    def check_binding(self, spec: PolicyFile) -> None:
+        for j, key in enumerate(spec.approval_binding or ()):
+            if not key:
+                self.at_value(("approval_binding", j), SCHEMA,
+                              "approval_binding must be context key names, found ''")
 
     def tools(self, i: int, spec: RuleSpec) -> tuple[str, ...] | None:
         if spec.tool is None:

@@ -29,6 +29,7 @@ class Rule:
     approvers: tuple[str, ...] = ()
     message: str | None = None
     environments: tuple[str, ...] | None = None
+    approvals: int = 1                     # distinct approvers a require_approval rule needs
     line: int = 0
     col: int = 0
 
@@ -88,6 +89,8 @@ class Policy:
     tests: tuple[Example, ...] = ()
     redact: tuple[str, ...] = ()
     index: int = 0                         # load order among the policies of one bundle
+    default_approvers: tuple[str, ...] = ()  # who may approve when the default decides
+    approval_binding: tuple[str, ...] | None = None  # context keys given in the file
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -12,6 +12,11 @@ Decisions about the format:
 - ``tool`` is one name or pattern or a list of them; a single string is read as a list of one.
 - ``when: true`` (a YAML boolean) means always, like an absent ``when``; ``when: false``
   disables the rule. A number is an error: quote it if you mean an expression.
+- ``approvals: N`` asks for N distinct approvers (1 to 10) on a ``require_approval`` rule;
+  ``approvers: [any]`` lets any registered approver decide (``any`` is reserved).
+- ``default: require_approval`` needs ``default_approvers`` (groups, or ``[any]``).
+- ``approval_binding`` lists the context keys an approval is bound to (default: every
+  context key the policy's conditions read); ``environment`` is always bound.
 - ``expect`` is an action (``expect: deny``) or a mapping ``{decision, rule, reason,
   approvers}`` where only the given fields are asserted.
 """
@@ -27,6 +32,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     StrictStr,
     StringConstraints,
 )
@@ -35,6 +41,9 @@ from pydantic_core import PydanticCustomError
 from veto_opa._types import ACTIONS
 
 NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+ANY_APPROVER = "any"
+"""``approvers: [any]``: any registered approver may decide (a reserved group name)."""
+MAX_APPROVALS = 10
 NAME_RULE = "lowercase letters, digits and '_', not starting with a digit"
 
 Name = Annotated[StrictStr, StringConstraints(pattern=NAME_PATTERN)]
@@ -99,6 +108,17 @@ def _environments(value: Any) -> Any:
     return value
 
 
+def _count(field: str) -> Any:
+    def check(value: Any) -> Any:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and 1 <= value <= MAX_APPROVALS):
+            return value
+        raise PydanticCustomError(
+            "veto_count", "{field} must be a whole number from 1 to {most}, found {found}",
+            {"field": field, "most": MAX_APPROVALS, "found": found(value)})
+    return BeforeValidator(check)
+
+
 def _expect(value: Any) -> Any:
     if isinstance(value, str):
         if value in ACTIONS:
@@ -126,6 +146,7 @@ class RuleSpec(_Spec):
     when: Annotated[StrictStr | StrictBool | None, BeforeValidator(_condition)] = None
     action: ActionName
     approvers: Annotated[list[StrictStr], _string_list("approvers")] = []
+    approvals: Annotated[StrictInt | None, _count("approvals")] = None
     message: StrictStr | None = None
     environments: Annotated[list[StrictStr] | None, _string_list("environments"),
                             BeforeValidator(_environments)] = None
@@ -162,6 +183,9 @@ class PolicyFile(_Spec):
     rules: list[RuleSpec]
     tests: list[TestSpec] = []
     redact: Annotated[list[StrictStr], _string_list("redact")] = []
+    default_approvers: Annotated[list[StrictStr], _string_list("default_approvers")] = []
+    approval_binding: Annotated[list[StrictStr] | None,
+                                _string_list("approval_binding")] = None
 
 
 # -- messages -----------------------------------------------------------------------------

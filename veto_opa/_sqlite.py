@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
 def prepare(conn: sqlite3.Connection, path: Path, schema: str, version: int, what: str,
-            error: type[Exception]) -> None:
+            error: type[Exception], migrations: Mapping[int, str] | None = None) -> None:
     """Put ``conn`` in WAL mode and create ``schema`` on a new database, or check that an
     existing one has ``version`` (``PRAGMA user_version``).
+
+    Args:
+        migrations: ``{older version: SQL}`` that brings a database of that version to
+            ``version``, run in the same transaction.
 
     Raises:
         error: WAL mode is not available, or the database has another schema version.
@@ -33,6 +37,10 @@ def prepare(conn: sqlite3.Connection, path: Path, schema: str, version: int, wha
     if found == 0:
         # One statement at a time: executescript() would commit the transaction.
         for statement in filter(str.strip, schema.split(";")):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={version}")
+    elif found != version and migrations and found in migrations:
+        for statement in filter(str.strip, migrations[found].split(";")):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={version}")
     elif found != version:

@@ -9,6 +9,8 @@
     veto-opa decisions list|show|export|verify     the decision records
     veto-opa approvals list|show|approve|reject    approval requests (require_approval)
     veto-opa traces list|show --jaeger URL|--file PATH   decisions read back from traces
+    veto-opa approvers add|list|remove             who may approve, with which credential
+    veto-opa serve                                 the approvers' web console
     veto-opa demo                                  evaluate the example agent's tool calls
 
 Exit status: 0 success, 1 a problem with the input (policy, bundle, arguments), 2 tests failed
@@ -56,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from veto_opa import __version__, approvals_cli, traces_cli
+    from veto_opa import __version__, traces_cli
+    from veto_opa.approvals import cli as approvals_cli
     from veto_opa.records import cli as records_cli
 
     parser = argparse.ArgumentParser(

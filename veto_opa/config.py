@@ -55,6 +55,15 @@ variable                        meaning (default)
                                 ``gen_ai.tool.call.arguments`` (``false``; GenAI content
                                 capture is opt-in)
 ``VETO_APPROVAL_TTL``           seconds a pending approval stays valid (``3600``)
+``VETO_APPROVAL_GRANT_TTL``     seconds an approved grant stays usable, counted from the
+                                approval (``900``)
+``VETO_REJECTION_TTL``          seconds a rejected call stays denied (``3600``)
+``VETO_APPROVERS``              the approvers registry (``<VETO_HOME>/approvers.yaml``);
+                                keep it where the agent's user cannot write
+``VETO_APPROVAL_WEBHOOK``       URL that approval requests and decisions are POSTed to
+``VETO_APPROVAL_WEBHOOK_SECRET``  HMAC-SHA256 key of the ``X-Veto-Signature`` header
+``VETO_APPROVAL_WEBHOOK_FORMAT``  ``json`` (the event) or ``slack`` (``json``)
+``VETO_CONSOLE_URL``            the approvers' console address, linked from webhooks
 ==============================  ===========================================================
 """
 
@@ -117,6 +126,13 @@ class VetoSettings(BaseSettings):
     spans: bool = True
     capture_arguments: bool = False
     approval_ttl: float = Field(default=3600.0, gt=0)
+    approval_grant_ttl: float = Field(default=900.0, gt=0)
+    rejection_ttl: float = Field(default=3600.0, gt=0)
+    approvers: Path | None = None
+    approval_webhook: str | None = None
+    approval_webhook_secret: str | None = None
+    approval_webhook_format: Literal["json", "slack"] = "json"
+    console_url: str | None = None
 
     @field_validator("decision_logs_labels", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ builds it in one place)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from veto_opa._types import ACTIONS, Action, JSONObject
@@ -25,17 +25,20 @@ from veto_opa.errors import EngineProtocolError
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A rule that applied to the call."""
+    """A rule that applied to the call: its action and message, and for ``require_approval``
+    its own approver groups and how many distinct approvers it needs."""
 
     rule: str
     action: Action
     message: str
     policy: str | None = None
     approvers: tuple[str, ...] = ()
+    approvals: int = 0   # distinct approvers a require_approval rule needs
 
     def document(self) -> JSONObject:
         return {"rule": self.rule, "action": self.action, "message": self.message,
-                "policy": self.policy, "approvers": list(self.approvers)}
+                "policy": self.policy, "approvers": list(self.approvers),
+                "approvals": self.approvals}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class Verdict:
         errors: every rule whose condition was an error.
         policy_name: the policy of the deciding rule, or whose default decided.
         policy_revision: the bundle revision that decided.
+        binding: for ``require_approval``, the context keys an approval is bound to (the
+            keys the asking policies' conditions read; ``*`` for the whole context).
     """
 
     decision: Action
@@ -75,6 +80,7 @@ class Verdict:
     errors: tuple[RuleError, ...] = ()
     policy_name: str | None = None
     policy_revision: str | None = None
+    binding: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -92,7 +98,8 @@ class Verdict:
                 "approvers": list(self.approvers),
                 "matched": [m.document() for m in self.matched],
                 "errors": [e.document() for e in self.errors],
-                "policy": {"name": self.policy_name, "revision": self.policy_revision}}
+                "policy": {"name": self.policy_name, "revision": self.policy_revision},
+                "binding": list(self.binding)}
 
     @classmethod
     def from_document(cls, value: object) -> Verdict:
@@ -118,6 +125,8 @@ class Verdict:
             errors=tuple(_error(e) for e in _list(_field(d, "errors"), "'errors'")),
             policy_name=_optional_string(policy.get("name"), "'policy.name'"),
             policy_revision=_optional_string(policy.get("revision"), "'policy.revision'"),
+            # A bundle that does not say what to bind an approval to binds the whole context.
+            binding=_strings(d.get("binding", [_WHOLE_CONTEXT]), "'binding'"),
         )
 
 
@@ -132,7 +141,8 @@ class Decision:
         approval_id: the pending approval to wait for (``require_approval``), the approval
             that let this call through (``allow``), or the one that was rejected.
         cause: set when the decision is a fail-closed deny: ``engine_timeout``,
-            ``engine_unavailable``, ``policy_not_loaded``, ``invalid_tool_call``, ...
+            ``engine_unavailable``, ``policy_not_loaded``, ``invalid_tool_call``, ...;
+            ``approval_rejected`` when an approver rejected the call.
         trace_id, span_id: the guard's span, when spans are on.
     """
 
@@ -142,7 +152,6 @@ class Decision:
     cause: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
-    approval_status: str | None = field(default=None)
 
     @property
     def decision(self) -> Action:
@@ -189,10 +198,12 @@ class Decision:
 
     def tool_message(self) -> str:
         """The content of the ``tool`` message to return to the model when the tool did not
-        run, so that the model can react: a JSON object naming the status and the reason."""
-        status = ("allowed" if self.allowed else
-                  "pending_approval" if self.decision == "require_approval" else
-                  "rejected" if self.approval_status == "rejected" else "denied")
+        run, so that the model can react: a JSON object naming the status and the reason.
+        A call an approver rejected has status ``rejected`` and the reason names who and
+        why."""
+        status = ("rejected" if self.cause == "approval_rejected" else
+                  "denied" if self.decision == "deny" else
+                  "pending_approval" if self.decision == "require_approval" else "allowed")
         body: JSONObject = {"status": status, "reason": self.reason,
                             "decision_id": self.decision_id}
         if self.approval_id:
@@ -252,7 +263,14 @@ def _match(m: dict[str, Any]) -> Match:
                  action=cast("Action", action),
                  message=_string(_field(m, "message"), "'matched' message"),
                  policy=_optional_string(m.get("policy"), "'matched' policy"),
-                 approvers=_strings(m.get("approvers", []), "'matched' approvers"))
+                 approvers=_strings(m.get("approvers", []), "'matched' approvers"),
+                 approvals=_count(m.get("approvals", 1), "'matched' approvals"))
+
+
+def _count(value: object, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise _malformed(f"{what} must be a whole number, found {_describe(value)}")
+    return value
 
 
 def _error(e: dict[str, Any]) -> RuleError:
@@ -260,6 +278,8 @@ def _error(e: dict[str, Any]) -> RuleError:
                      detail=_string(_field(e, "detail"), "'errors' detail"),
                      policy=_optional_string(e.get("policy"), "'errors' policy"))
 
+
+_WHOLE_CONTEXT = "*"
 
 _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
                int: "a number", float: "a number", type(None): "null"}

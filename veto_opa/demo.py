@@ -64,8 +64,8 @@ def run_demo(policies: Sequence[str] | None = None, home: str | None = None) -> 
                 veto.record_outcome(d.decision_id, "executed")
         result = veto.records.verify()
         chain = "intact" if result.ok else "BROKEN"
-        print(f"\n{result.count} records (decisions and outcomes), hash chain {chain}; "
-              "see them with: veto-opa decisions list")
+        print(f"\n{result.count} records (decisions, outcomes and approval events), hash "
+              f"chain {chain}; see them with: veto-opa decisions list")
     return 0
 
 

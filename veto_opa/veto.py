@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from veto_opa.decision_logs import DecisionLogs
 
-    from veto_opa.approvals import SQLiteApprovalStore
+    from veto_opa.approvals.service import ApprovalService, ApprovalView
     from veto_opa.bundles import BundleService
     from veto_opa.engines import Engine
     from veto_opa.records.store import RecordStore
@@ -126,10 +126,10 @@ class Veto:
         self.engine: Engine = engine or self._make_engine()
         self._tracer = spans.tracer_for(tracer_provider) if s.spans else None
         self.records: RecordStore | None = store
-        self.approvals: SQLiteApprovalStore | None = None
+        self._approval_service: ApprovalService | None = None
+        self.approvals: ApprovalView | None = None   # read and wait; approving needs Approver
         key = os.urandom(32)   # for redacted span arguments when nothing is recorded
         if s.records or store is not None:
-            from veto_opa.approvals import SQLiteApprovalStore
             from veto_opa.records.store import SQLiteRecordStore, load_or_create_key
 
             try:
@@ -141,7 +141,11 @@ class Veto:
             if self.records is None:
                 self.records = SQLiteRecordStore(s.home / RECORDS_FILE,
                                                  synchronous=s.records_sync)
-            self.approvals = SQLiteApprovalStore(s.home / APPROVALS_FILE, ttl=s.approval_ttl)
+            if isinstance(self.records, SQLiteRecordStore):
+                from veto_opa.approvals.service import open_service
+
+                self._approval_service = open_service(s, self.records, key)
+                self.approvals = self._approval_service.view
         self._key = key
         self._redactor = self._make_redactor()
         self.decision_logs: DecisionLogs | None = decision_logs.from_settings(s)
@@ -247,7 +251,8 @@ class Veto:
 
     def guard(self, tool: str, arguments: object = None,
               context: Mapping[str, Any] | None = None, model: str | None = None,
-              call_id: str | None = None) -> Decision:
+              call_id: str | None = None, *,
+              wait_for_approval: float | None = None) -> Decision:
         """Decide one tool call before it runs.
 
         Args:
@@ -256,12 +261,31 @@ class Veto:
             context: facts about the call the model does not choose (environment, user, role).
             model: the model that chose the call.
             call_id: the model's tool-call id.
+            wait_for_approval: for a call that needs approval, wait up to this many seconds
+                for approvers to decide, then decide the call once more (using the grant, or
+                denying it as rejected); still pending after that, the pending decision is
+                returned.
 
         Returns:
             The :class:`Decision`; ``decision.allowed`` says whether the tool may run. Never
             raises for an unusable call or a failing engine: those are denies naming the
             cause, and every call is recorded before this returns.
         """
+        decision = self._guard(tool, arguments, context, model, call_id)
+        if (wait_for_approval is None or decision.decision != "require_approval"
+                or decision.approval_id is None or self.approvals is None):
+            return decision
+        try:
+            waited = self.approvals.wait(decision.approval_id, wait_for_approval)
+        except VetoError as e:
+            log.error("veto-opa could not wait for approval %s: %s", decision.approval_id, e)
+            return decision
+        if waited.status == "pending":
+            return decision
+        return self._guard(tool, arguments, context, model, call_id)
+
+    def _guard(self, tool: str, arguments: Any, context: Mapping[str, Any] | None,
+               model: str | None, call_id: str | None) -> Decision:
         started = time.perf_counter_ns()
         decision_id = new_decision_id()
         span = (spans.start(self._tracer, tool, call_id, model, decision_id)
@@ -308,10 +332,24 @@ class Veto:
 
     async def guard_async(self, tool: str, arguments: object = None,
                           context: Mapping[str, Any] | None = None, model: str | None = None,
-                          call_id: str | None = None) -> Decision:
+                          call_id: str | None = None, *,
+                          wait_for_approval: float | None = None) -> Decision:
         """:meth:`guard` for asyncio code: the evaluation runs in a worker thread (the engines
-        release the GIL while they evaluate), so the event loop keeps serving."""
-        return await asyncio.to_thread(self.guard, tool, arguments, context, model, call_id)
+        release the GIL while they evaluate), so the event loop keeps serving, also while it
+        waits for an approval."""
+        decision = await asyncio.to_thread(self._guard, tool, arguments, context, model,
+                                           call_id)
+        if (wait_for_approval is None or decision.decision != "require_approval"
+                or decision.approval_id is None or self.approvals is None):
+            return decision
+        try:
+            waited = await self.approvals.wait_async(decision.approval_id, wait_for_approval)
+        except VetoError as e:
+            log.error("veto-opa could not wait for approval %s: %s", decision.approval_id, e)
+            return decision
+        if waited.status == "pending":
+            return decision
+        return await asyncio.to_thread(self._guard, tool, arguments, context, model, call_id)
 
     def record_outcome(self, decision_id: str, status: str, error: str | None = None) -> None:
         """Record what happened after a decision: ``executed`` (the tool ran), ``failed`` (it
@@ -330,29 +368,12 @@ class Veto:
 
     def _approval(self, call: ToolCall, verdict: Verdict, decision_id: str,
                   cause: str | None) -> tuple[Verdict, str | None, str | None]:
-        """Let an approved call through once, or leave it pending with its approval id."""
-        if self.approvals is None:
+        """Let an approved call through once, deny a rejected one, or leave it pending with
+        its approval id (:meth:`ApprovalService.settle` never raises)."""
+        if self._approval_service is None:
             return verdict, None, cause
-        subject = _subject(call.context)
-        digest = sha256_digest(call.arguments_text)
-        try:
-            granted = self.approvals.consume(tool=call.tool, arguments_sha256=digest,
-                                             subject=subject, decision_id=decision_id)
-            if granted is not None:
-                allowed = replace(verdict, decision="allow",
-                                  reason=f"approved by {granted.decided_by} (approval "
-                                         f"{granted.approval_id}): {verdict.reason}")
-                return allowed, granted.approval_id, cause
-            pending = self.approvals.request(
-                tool=call.tool, arguments_sha256=digest, subject=subject,
-                approvers=verdict.approvers, rule=verdict.rule, reason=verdict.reason,
-                decision_id=decision_id, policy_revision=verdict.policy_revision)
-            return verdict, pending.approval_id, cause
-        except Exception as e:  # noqa: BLE001 - no approval store, no pending approval
-            log.error("veto-opa could not create an approval for %s: %s", decision_id, e)
-            return (Verdict.fail_closed("approval_error",
-                                        f"the approval could not be requested: {e}"),
-                    None, "approval_error")
+        settled = self._approval_service.settle(verdict, call, decision_id)
+        return settled.verdict, settled.approval_id, settled.cause or cause
 
     def _recorded(self, call: ToolCall | None, tool: object, arguments: object,
                   context: object, model: object, call_id: object) -> RecordedCall:
@@ -486,10 +507,10 @@ class Veto:
         if self.decision_logs is not None:
             self.decision_logs.close()
         self.engine.close()
+        if self._approval_service is not None:
+            self._approval_service.close()
         if self.records is not None:
             self.records.close()
-        if self.approvals is not None:
-            self.approvals.close()
 
     def __enter__(self) -> Veto:
         return self
@@ -555,9 +576,3 @@ def _storable_context(context: object) -> tuple[dict[str, Any], str | bytes | No
     return {}, digest_text(context)
 
 
-def _subject(ctx: Mapping[str, Any]) -> str | None:
-    for key in ("subject", "user", "user_id"):
-        value = ctx.get(key)
-        if isinstance(value, str):
-            return value
-    return None

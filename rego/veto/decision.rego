@@ -23,8 +23,11 @@ import data.veto.lib.explain
 # description: |
 #   The decision object over every loaded policy:
 #   {"decision", "rule", "reason", "approvers", "matched", "errors",
-#    "policy": {"name", "revision"}}. Always defined, whatever the input, so that an
-#   undefined answer can only mean that this library is not loaded.
+#    "policy": {"name", "revision"}, "binding"}. Each matched entry names its rule's
+#   approver groups and approvals (distinct approvers needed); "binding" lists the context
+#   keys an approval of this call is bound to ("*": the whole context). Always defined,
+#   whatever the input, so that an undefined answer can only mean that this library is
+#   not loaded.
 # entrypoint: true
 decision := _no_hit_decision if {
 	count(_hits) == 0
@@ -36,11 +39,15 @@ decision := _no_hit_decision if {
 	"rule": _deciding.rule,
 	"reason": _deciding.message,
 	"approvers": _approvers,
-	"matched": [{"rule": e.rule, "action": e.action, "message": e.message, "policy": e.policy} |
+	"matched": [{
+		"rule": e.rule, "action": e.action, "message": e.message, "policy": e.policy,
+		"approvers": e.approvers, "approvals": e.approvals,
+	} |
 		some e in _applying
 	],
 	"errors": _errors,
 	"policy": {"name": _deciding.policy, "revision": _revision},
+	"binding": _binding,
 }
 
 # METADATA
@@ -106,10 +113,25 @@ _applying := [{
 	"action": meta.action,
 	"message": _message(name, rule, status, meta),
 	"approvers": meta.approvers,
+	"approvals": _approvals(meta),
 } |
 	some [_, _, name, rule, status, meta] in _hits
 	_applies(status, meta.action)
 ]
+
+# Distinct approvers a rule needs: its data's count (rules data written before counts
+# existed: one for a require_approval rule).
+_approvals(meta) := meta.approvals
+
+_approvals(meta) := 1 if {
+	not "approvals" in object.keys(meta)
+	meta.action == "require_approval"
+}
+
+_approvals(meta) := 0 if {
+	not "approvals" in object.keys(meta)
+	meta.action != "require_approval"
+}
 
 _applies(true, _)
 
@@ -143,6 +165,16 @@ _approvers := sort({a |
 	_deciding.action == "require_approval"
 } else := []
 
+# The context keys an approval of this call is bound to: those of every policy whose
+# require_approval rules apply (the compiler puts each policy's keys in its rules' data).
+_binding := sort({k |
+	some e in _applying
+	e.action == "require_approval"
+	some k in data.veto.rules[e.policy][e.rule].binding
+}) if {
+	_deciding.action == "require_approval"
+} else := []
+
 # No rule applies: the bundle's precomputed decision, or the same worked out here.
 _no_hit_decision := d if {
 	d := data.veto.bundle.default_decision
@@ -155,10 +187,11 @@ _default_decision(names) := {
 	"decision": best[3],
 	"rule": null,
 	"reason": sprintf("no rule applies; policy %s defaults to %s", [best[2], best[3]]),
-	"approvers": [],
+	"approvers": object.get(data.veto.policies[best[2]].policy, "default_approvers", []),
 	"matched": [],
 	"errors": [],
 	"policy": {"name": best[2], "revision": _revision},
+	"binding": object.get(data.veto.policies[best[2]].policy, "default_binding", []),
 } if {
 	best := min([[_rank[d], p.index, name, d] |
 		some name in names
@@ -173,6 +206,7 @@ _default_decision(names) := {
 	"matched": [],
 	"errors": [],
 	"policy": {"name": null, "revision": _revision},
+	"binding": [],
 }
 
 _default_of(p) := p.default if {

@@ -149,17 +149,26 @@ test_decision_object_has_the_documented_shape if {
 		"reason": "prod_deletes says deny",
 		"approvers": [],
 		"matched": [
-			{"rule": "log_reads", "action": "allow", "message": "log_reads says allow", "policy": "sre"},
+			{
+				"rule": "log_reads", "action": "allow", "message": "log_reads says allow", "policy": "sre",
+				"approvers": [], "approvals": 0,
+			},
 			{
 				"rule": "prod_writes",
 				"action": "require_approval",
 				"message": "prod_writes says require_approval",
 				"policy": "sre",
+				"approvers": ["dba"],
+				"approvals": 1,
 			},
-			{"rule": "prod_deletes", "action": "deny", "message": "prod_deletes says deny", "policy": "sre"},
+			{
+				"rule": "prod_deletes", "action": "deny", "message": "prod_deletes says deny", "policy": "sre",
+				"approvers": [], "approvals": 0,
+			},
 		],
 		"errors": [],
 		"policy": {"name": "sre", "revision": "sha256:abc"},
+		"binding": [],
 	}
 }
 
@@ -323,6 +332,7 @@ test_deny_when_no_policy_is_loaded if {
 		"matched": [],
 		"errors": [],
 		"policy": {"name": null, "revision": ""},
+		"binding": [],
 	}
 }
 
@@ -458,6 +468,8 @@ test_decision_for_ignores_policies_not_named if {
 		"action": "require_approval",
 		"message": "needs_dba says require_approval",
 		"policy": "sre",
+		"approvers": ["dba"],
+		"approvals": 1,
 	}]
 	d.errors == [{"rule": "reads", "detail": "args.limit is missing", "policy": "sre"}]
 }
@@ -498,6 +510,8 @@ test_deny_rule_in_error_applies_with_the_detail if {
 		"action": "deny",
 		"message": "rule blocks could not be evaluated: context.environment is missing",
 		"policy": "sre",
+		"approvers": [],
+		"approvals": 0,
 	}
 }
 
@@ -607,4 +621,56 @@ test_bundle_policy_list_limits_the_decision if {
 	d := veto.decision with input as _call with data.veto.bundle as bundle with data.veto.policies as policies
 		with data.veto.rules as _rules_of(policies)
 	d.decision == "allow"
+}
+
+# Each applying require_approval rule keeps its own groups and count in `matched` (every
+# rule's groups must be satisfied, not their union), and the approval is bound to the
+# context keys of every policy whose require_approval rules apply.
+test_matched_rules_carry_their_approvers_count_and_binding if {
+	dba := object.union(_approval_rule("sre", 0, "needs_dba", "require_approval", ["dba"]),
+		{"approvals": 2, "binding": ["environment", "user"]})
+	privacy := object.union(_approval_rule("ops", 0, "needs_privacy", "require_approval", ["privacy"]),
+		{"approvals": 1, "binding": ["environment", "region"]})
+	policies := {
+		"sre": _package(_policy("sre", 0, "allow"), {dba}, set()),
+		"ops": _package(_policy("ops", 1, "allow"), {privacy}, set()),
+	}
+	rules := {
+		"sre": {"needs_dba": object.union(_meta(dba), {"approvals": 2, "binding": dba.binding})},
+		"ops": {"needs_privacy": object.union(_meta(privacy), {"approvals": 1, "binding": privacy.binding})},
+	}
+	d := veto.decision with input as _call with data.veto.policies as policies
+		with data.veto.rules as rules with data.veto.bundle as {}
+	d.decision == "require_approval"
+	d.approvers == ["dba", "privacy"]
+	[[m.rule, m.approvers, m.approvals] | some m in d.matched] == [
+		["needs_dba", ["dba"], 2],
+		["needs_privacy", ["privacy"], 1],
+	]
+	d.binding == ["environment", "region", "user"]
+}
+
+test_no_binding_unless_approval_decides if {
+	rule := object.union(_approval_rule("sre", 0, "needs_dba", "require_approval", ["dba"]),
+		{"binding": ["environment"]})
+	policies := {"sre": _package(_policy("sre", 0, "allow"), {rule, _rule("sre", 1, "blocks", "deny")}, set())}
+	rules := {"sre": {
+		"needs_dba": object.union(_meta(rule), {"binding": ["environment"]}),
+		"blocks": _meta(_rule("sre", 1, "blocks", "deny")),
+	}}
+	d := veto.decision with input as _call with data.veto.policies as policies
+		with data.veto.rules as rules with data.veto.bundle as {}
+	d.decision == "deny"
+	d.binding == []
+}
+
+test_default_require_approval_reads_the_policys_approvers_and_binding if {
+	policy := object.union(_policy("sre", 0, "require_approval"),
+		{"default_approvers": ["oncall"], "default_binding": ["environment"]})
+	policies := {"sre": _package(policy, set(), set())}
+	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
+		with data.veto.rules as _rules_of(policies)
+	d.decision == "require_approval"
+	d.approvers == ["oncall"]
+	d.binding == ["environment"]
 }

@@ -34,8 +34,8 @@ from veto_opa.errors import (
 INPUT = SEED_CASES[0][0]
 DECISION = {"decision": "deny", "rule": "r", "reason": "because", "approvers": [],
             "matched": [{"rule": "r", "action": "deny", "message": "because", "policy": "p",
-                         "approvers": []}],
-            "errors": [], "policy": {"name": "p", "revision": "x"}}
+                         "approvers": [], "approvals": 0}],
+            "errors": [], "policy": {"name": "p", "revision": "x"}, "binding": []}
 
 
 def closed_port() -> int:

@@ -17,7 +17,7 @@ package veto.policies.platform
 #   approvers in data.veto.rules.<policy>.<rule>. `status` is a partial set, not an
 #   object, because OPA indexes the bodies of partial sets by `input.tool`, so that rules
 #   for other tools cost nothing.
-policy := {"name": "platform", "index": 0, "default": "allow", "source": "examples/platform.yaml", "sha256": "ccdcf42e8e0fba01ae381bc584faca2d219e56e7dd88e1dd4ae82d4483acf664"}
+policy := {"name": "platform", "index": 0, "default": "allow", "source": "examples/platform.yaml", "sha256": "186c364ad0e8beed2494b4820200322997211e91119f6c8542a3de92a6a05ced"}
 
 # ----------------------------------------------------------------------------------------
 # Rule no_kubectl_in_kube_system (examples/platform.yaml:13:5)

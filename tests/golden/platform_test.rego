@@ -39,7 +39,7 @@ test_privileged_denied_even_in_staging if {
 }
 
 # examples/platform.yaml:82:5
-test_big_scale_needs_both_teams if {
+test_big_scale_needs_capacity_or_sre if {
 	d := veto.decision_for({"platform"}) with input as {"tool": "kubectl_scale", "args": {"namespace": "payments", "replicas": 50}, "context": {"environment": "staging"}, "model": null, "call_id": null}
 	d.decision == "require_approval"
 	d.approvers == ["capacity-team", "sre-oncall"]

@@ -75,3 +75,13 @@ def test_tool_message_names_the_status() -> None:
         "approval_id": "a1", "approvers": ["dba"]}
     denied = Decision(Verdict("deny", "no"), "d2")
     assert json.loads(denied.tool_message())["status"] == "denied"
+
+
+def test_an_answer_without_approval_fields_binds_the_whole_context() -> None:
+    # A bundle that does not say what an approval binds (or how many approvers a rule needs)
+    # gets the strictest reading: the whole context, one approver per asking rule at least.
+    document = Verdict("require_approval", "r").document()
+    del document["binding"]
+    document["matched"] = [{"rule": "r", "action": "require_approval", "message": "m"}]
+    verdict = Verdict.from_document(document)
+    assert verdict.binding == ("*",) and verdict.matched[0].approvals == 1

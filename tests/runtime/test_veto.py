@@ -163,10 +163,17 @@ def test_records_query_and_export(veto: Veto, tmp_path: Path) -> None:
     veto.guard("rotate_secret", {"secret_path": "/x", "service": "stripe"}, {})
     assert [r.decision for r in veto.records.query(decision="deny")] == ["deny"]
     assert len(veto.records.query(tool="execute_sql")) == 2
-    assert veto.records.export(tmp_path / "out.jsonl") == 3
+    # three decisions and the "requested" event of rotate_secret's approval request
+    assert veto.records.export(tmp_path / "out.jsonl") == 4
 
 
-def test_approval_lets_the_same_call_through_once(veto: Veto) -> None:
+def test_approval_lets_the_same_call_through_once(veto: Veto, tmp_path: Path) -> None:
+    from veto_opa.approvals import Approver, Identity, Registry
+    from veto_opa.approvals.registry import new_token_key
+
+    token, key = new_token_key()
+    Registry({}).with_approver(Identity("sam", ("security-team",), (), (key,))).save(
+        tmp_path / ".veto" / "approvers.yaml")
     args = {"secret_path": "/secrets/app/stripe", "service": "stripe"}
     ctx = {"user": "alice"}
     first = veto.guard("rotate_secret", args, ctx)
@@ -174,7 +181,8 @@ def test_approval_lets_the_same_call_through_once(veto: Veto) -> None:
     assert first.approvers == ("security-team",)
     again = veto.guard("rotate_secret", args, ctx)
     assert again.approval_id == first.approval_id   # one pending request, not two
-    veto.approvals.approve(first.approval_id, approver="sam", groups=["security-team"])
+    with Approver(tmp_path / ".veto", token=token) as sam:
+        sam.approve(first.approval_id)
     other = veto.guard("rotate_secret", {**args, "service": "auth-service"}, ctx)
     assert other.decision == "require_approval" and other.approval_id != first.approval_id
     granted = veto.guard("rotate_secret", args, ctx)

@@ -86,6 +86,7 @@ FULL = """\
 policy: sre
 description: Guard rails for the SRE agent
 default: require_approval
+default_approvers: [oncall]
 rules:
   - name: everything
     action: allow
@@ -152,7 +153,7 @@ def test_every_key(tmp_path: Path):
     assert delete.model == "mistral-large"
     assert delete.expect == Expectation("require_approval", "prod_kubectl", None,
                                         ("platform", "sre"), rule_given=True)
-    assert (delete.line, delete.col) == (24, 5)
+    assert (delete.line, delete.col) == (25, 5)
     assert delete.input() == {"tool": "kubectl_delete", "args": delete.args,
                               "context": delete.context, "model": "mistral-large",
                               "call_id": None}
@@ -166,9 +167,34 @@ def test_rules_may_be_empty(tmp_path: Path):
     assert policy.name == "lockdown" and policy.rules == () and policy.default == "deny"
 
 
-def test_a_require_approval_rule_may_have_no_approvers(tmp_path: Path):
-    policy = load_text(tmp_path, "rules:\n  - name: ask\n    action: require_approval\n")
-    assert policy.rules[0].approvers == ()
+def test_a_require_approval_rule_must_name_its_approvers(tmp_path: Path):
+    with pytest.raises(PolicyError) as info:
+        load_text(tmp_path, "rules:\n  - name: ask\n    action: require_approval\n")
+    assert str(info.value).endswith(
+        "policy.yaml:3:13: rule ask requires approval but names no approvers: list the groups "
+        "that may approve (approvers: [dba]), or write approvers: [any] to let any registered "
+        "approver decide")
+
+
+def test_approvers_any_approvals_and_binding(tmp_path: Path):
+    policy = load_text(tmp_path, """\
+default: require_approval
+default_approvers: [any]
+approval_binding: [tenant]
+rules:
+  - name: ask
+    action: require_approval
+    approvers: [any]
+    approvals: 2
+  - name: one
+    action: require_approval
+    approvers: [dba, dba]
+""")
+    ask, one = policy.rules
+    assert (ask.approvers, ask.approvals) == (("any",), 2)
+    assert (one.approvers, one.approvals) == (("dba", "dba"), 1)
+    assert policy.default_approvers == ("any",)
+    assert policy.approval_binding == ("tenant",)
 
 
 def test_a_star_in_a_list_means_every_tool(tmp_path: Path):

@@ -69,7 +69,8 @@ examples:
 """
 _EPILOG_VERIFY = """\
 examples:
-  veto-opa decisions verify                      (the store under --home)
+  veto-opa decisions verify                      (the store under --home, and its
+                                                  approvals checked against the chain)
   veto-opa decisions verify --export audit.jsonl (an export file, offline)
   veto-opa decisions verify --anchor 1200:sha256:9f2c...  (a head printed by an earlier
                                                   verify, kept where the store's writers
@@ -207,6 +208,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
         action="store_true",
         help="with --export: accept missing sequences (an export made with filters)",
     )
+    verify.add_argument("--approvers", metavar="FILE",
+                        help="the approvers registry votes are checked against (default: "
+                             "$VETO_APPROVERS or HOME/approvers.yaml)")
     add_json(verify)
     add_home(verify, "records.sqlite3")
     verify.set_defaults(func=cmd_verify)
@@ -389,8 +393,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _report(result, args.export, args.json, hint)
     if args.allow_gaps:
         return fail("--allow-gaps applies to --export only")
-    return _with_store(args, lambda store: _report(store.verify(anchors=anchors),
-                                                   str(store.path), args.json))
+
+    def action(store: SQLiteRecordStore) -> int:
+        code = _report(store.verify(anchors=anchors), str(store.path), args.json)
+        return max(code, _check_approvals(args, store))
+
+    return _with_store(args, action)
+
+
+def _check_approvals(args: argparse.Namespace, store: SQLiteRecordStore) -> int:
+    # Approvals are checked against the chain: a status flipped in approvals.sqlite3, or a
+    # row inserted there, fails the verification like an edited record.
+    from veto_opa.approvals.store import audit_home
+
+    result = audit_home(store, store.path.parent, getattr(args, "approvers", None))
+    if result is None:
+        return 0
+    if not args.json:
+        verdict = "ok" if result.ok else "FAILED"
+        print(f"{verdict}: {result.checked} approvals checked against the chain")
+        for problem in result.problems:
+            print(f"  problem: {clean(problem)}")
+        for note in result.notes:
+            print(f"  note: {clean(note)}")
+    else:
+        print_json({"approvals": {"ok": result.ok, "checked": result.checked,
+                                  "problems": list(result.problems),
+                                  "notes": list(result.notes)}})
+    return 0 if result.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -336,7 +336,38 @@ class OutcomeRecord(_Entry):
     record_hash: str = Field(pattern=HASH_PATTERN)
 
 
-Entry = DecisionRecord | OutcomeRecord
+ApprovalEvent = Literal["requested", "approved", "rejected", "expired", "used"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "used"]
+
+
+class ApprovalRecord(_Entry):
+    """One event in the life of an approval (``veto_opa.approvals``), chained like decisions.
+
+    ``decision_id`` is the decision that requested the approval (every event of one approval
+    carries it, so its events are found together); ``status`` is the approval's status after
+    the event; ``detail`` holds what the event adds (the request's binding for
+    ``requested``, the using decision for ``used``, why for ``expired``). A vote
+    (``approved``, ``rejected``) holds the approver's statement in ``vote`` and, for an
+    approver with a key, its Ed25519 ``signature`` over the canonical JSON of ``vote``.
+    """
+
+    kind: Literal["approval"] = "approval"
+    sequence: int = Field(ge=1)
+    decision_id: str
+    timestamp: str = Field(pattern=TIMESTAMP_PATTERN)
+    approval_id: str
+    event: ApprovalEvent
+    status: ApprovalStatus
+    tool: str
+    binding: str = Field(pattern=HASH_PATTERN)
+    detail: dict[str, Any] = Field(default_factory=dict)
+    vote: dict[str, Any] | None = None
+    signature: str | None = None
+    prev_hash: str = Field(pattern=HASH_PATTERN)
+    record_hash: str = Field(pattern=HASH_PATTERN)
+
+
+Entry = DecisionRecord | OutcomeRecord | ApprovalRecord
 
 
 def entry_from_document(document: dict[str, Any]) -> Entry:
@@ -347,6 +378,8 @@ def entry_from_document(document: dict[str, Any]) -> Entry:
     """
     if document.get("kind") == "outcome":
         return OutcomeRecord.model_validate(document)
+    if document.get("kind") == "approval":
+        return ApprovalRecord.model_validate(document)
     return DecisionRecord.model_validate(document)
 
 

@@ -68,6 +68,7 @@ from veto_opa.records import export as export_files
 from veto_opa.records.model import (
     CHAIN_FIELDS,
     GENESIS_HASH,
+    ApprovalRecord,
     ChainChecker,
     DecisionRecord,
     OutcomeRecord,
@@ -85,7 +86,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Mapping
 
 KEY_BYTES = 32
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: approval events (kind 'approval') join the chain
 
 TimeBound = datetime | str | None
 Synchronous = Literal["normal", "full", "extra"]
@@ -93,7 +94,7 @@ Synchronous = Literal["normal", "full", "extra"]
 _SCHEMA = """
 CREATE TABLE records (
     sequence    INTEGER PRIMARY KEY,
-    kind        TEXT NOT NULL CHECK (kind IN ('decision', 'outcome')),
+    kind        TEXT NOT NULL CHECK (kind IN ('decision', 'outcome', 'approval')),
     decision_id TEXT NOT NULL,
     timestamp   TEXT NOT NULL,
     decision    TEXT,
@@ -106,6 +107,23 @@ CREATE TABLE records (
 CREATE UNIQUE INDEX records_decision_id ON records (decision_id) WHERE kind = 'decision';
 CREATE INDEX records_outcomes ON records (decision_id, sequence) WHERE kind = 'outcome';
 CREATE INDEX records_by_time ON records (timestamp) WHERE kind = 'decision';
+CREATE INDEX records_approvals ON records (decision_id, sequence) WHERE kind = 'approval';
+"""
+
+# Version 1 refused kind 'approval' (a CHECK constraint cannot be altered): the table is
+# copied into one that accepts it, rows and hashes unchanged.
+_MIGRATE_FROM_1 = """
+ALTER TABLE records RENAME TO records_v1;
+DROP INDEX IF EXISTS records_decision_id;
+DROP INDEX IF EXISTS records_outcomes;
+DROP INDEX IF EXISTS records_by_time;
+DROP INDEX IF EXISTS records_by_decision;
+DROP INDEX IF EXISTS records_by_tool;
+DROP INDEX IF EXISTS records_by_rule;
+""" + _SCHEMA + """;
+INSERT INTO records SELECT sequence, kind, decision_id, timestamp, decision, tool, rule,
+    prev_hash, record_hash, json FROM records_v1;
+DROP TABLE records_v1
 """
 
 # The columns that mirror document fields, in table order after ``sequence``.
@@ -255,8 +273,8 @@ class _Pending:
     """
 
     document: dict[str, Any]
-    record: DecisionRecord | OutcomeRecord | None
-    result: DecisionRecord | OutcomeRecord | dict[str, Any] | None = None
+    record: DecisionRecord | OutcomeRecord | ApprovalRecord | None
+    result: DecisionRecord | OutcomeRecord | ApprovalRecord | dict[str, Any] | None = None
     error: str | None = None
     refusal: str | None = None   # an outcome written as "refused": raised once it is stored
     cause: BaseException | None = None
@@ -400,7 +418,8 @@ class SQLiteRecordStore:
         conn: sqlite3.Connection | None = None
         try:
             conn = self._connect()
-            prepare(conn, self.path, _SCHEMA, SCHEMA_VERSION, "record", RecordError)
+            prepare(conn, self.path, _SCHEMA, SCHEMA_VERSION, "record", RecordError,
+                    migrations={1: _MIGRATE_FROM_1})
             # Checkpoints (copying the WAL into the database, with fsyncs) run on their own
             # thread, not inside some caller's append; see _checkpoint_loop.
             conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -486,9 +505,41 @@ class SQLiteRecordStore:
         assert isinstance(outcome, OutcomeRecord)
         return outcome
 
+    def append_event(self, document: dict[str, Any]) -> tuple[int, str]:
+        """Chain one approval event (an :class:`ApprovalRecord` document without its chain
+        fields), validated; returns ``(sequence, record_hash)`` once it is committed.
+
+        Raises:
+            RecordError: the document is not a valid approval event, or the write failed.
+        """
+        if document.get("kind") != "approval":
+            raise RecordError("append_event takes approval events (kind 'approval')")
+        supplied = [name for name in CHAIN_FIELDS if name in document]
+        if supplied:
+            raise RecordError(f"{', '.join(supplied)} are assigned by the store, not the caller")
+        item = self._pending(ApprovalRecord, dict(document))
+        stored = self._submit(item)
+        return stored.sequence, stored.record_hash   # type: ignore[union-attr]
+
+    def approval_entries(
+        self, decision_id: str | None = None
+    ) -> list[tuple[dict[str, Any], str | None]]:
+        """The approval events of the request made by ``decision_id`` (of every request when
+        None), in chain order, each with the ``record_hash`` of the entry before it (None
+        before the first entry), for checking that it is linked into the chain."""
+        where, params = ("AND r.decision_id = ? ", (decision_id,)) if decision_id else ("", ())
+        rows = self._read(
+            "SELECT r.json, p.record_hash FROM records r LEFT JOIN records p "
+            f"ON p.sequence = r.sequence - 1 WHERE r.kind = 'approval' {where}"
+            "ORDER BY r.sequence",
+            params,
+        )
+        return [(json.loads(text), previous) for text, previous in rows]
+
     @staticmethod
     def _pending(
-        model: type[DecisionRecord] | type[OutcomeRecord], fields: dict[str, Any]
+        model: type[DecisionRecord] | type[OutcomeRecord] | type[ApprovalRecord],
+        fields: dict[str, Any],
     ) -> _Pending:
         # Validate here, in the caller's thread, with placeholder chain fields; the leader
         # fills in the real ones.
@@ -497,10 +548,12 @@ class SQLiteRecordStore:
             record = model.model_validate({**fields, **placeholder})
             return _Pending(record.document(), record)
         except ValidationError as exc:
-            kind = "decision" if model is DecisionRecord else "outcome"
+            kind = {DecisionRecord: "decision", OutcomeRecord: "outcome"}.get(model, "approval")
             raise RecordError(f"invalid {kind} record: {exc}") from exc
 
-    def _submit(self, item: _Pending) -> DecisionRecord | OutcomeRecord | dict[str, Any]:
+    def _submit(
+        self, item: _Pending
+    ) -> DecisionRecord | OutcomeRecord | ApprovalRecord | dict[str, Any]:
         cond = self._cond
         with cond:
             if self._closed:
@@ -622,7 +675,9 @@ class SQLiteRecordStore:
             for item in batch:
                 document = item.document
                 decision_id = document["decision_id"]
-                if document["kind"] == "outcome":
+                if document["kind"] == "approval":
+                    pass   # names its request's decision, which may be recorded after it
+                elif document["kind"] == "outcome":
                     facts = known.get(decision_id)
                     if facts is None:
                         item.error = f"unknown decision_id {decision_id!r}"
