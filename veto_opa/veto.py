@@ -205,7 +205,8 @@ class Veto:
     # -- deciding -----------------------------------------------------------------------------
 
     def guard(self, tool: str, arguments: Any = None, context: Mapping[str, Any] | None = None,
-              model: str | None = None, call_id: str | None = None) -> Decision:
+              model: str | None = None, call_id: str | None = None, *,
+              invalid: str | None = None) -> Decision:
         """Decide one tool call before it runs.
 
         Args:
@@ -214,6 +215,9 @@ class Veto:
             context: facts about the call the model does not choose (environment, user, role).
             model: the model that chose the call.
             call_id: the model's tool-call id.
+            invalid: why the caller found the call unusable before asking (an unknown tool,
+                arguments against the tool's schema): the call is then denied with cause
+                ``invalid_tool_call`` and this reason, without asking the engine, and recorded.
 
         Returns:
             The :class:`Decision`; ``decision.allowed`` says whether the tool may run. Never
@@ -241,6 +245,8 @@ class Veto:
                 ctx_text = canonical_json(ctx)   # the record's text of it
             except (TypeError, ValueError) as e:
                 raise InvalidToolCall(f"context is not JSON: {e}") from None
+            if invalid is not None:
+                raise InvalidToolCall(invalid)
             headers = (spans.trace_headers(span) if span is not None and
                        getattr(self.engine, "sends_headers", True) else None)
             input = {"tool": tool, "args": args, "context": ctx, "model": model,
