@@ -247,9 +247,10 @@ def _print_spans(finished: Sequence[ReadableSpan], where: Path, out: IO[str]) ->
                 attributes = span.attributes or {}
                 extra = ""
                 if "veto.outcome" in attributes:
-                    extra = f"  [{attributes['veto.decision']}, {attributes['veto.outcome']}]"
+                    extra = (f"  [{attributes['veto.decision']!s}, "
+                             f"{attributes['veto.outcome']!s}]")
                 elif "veto.rule" in attributes:
-                    extra = f"  [rule {attributes['veto.rule']}]"
+                    extra = f"  [rule {attributes['veto.rule']!s}]"
                 print(f"    {'  ' * depth}{span.name}{extra}", file=out)
                 show(span.context.span_id, depth + 1)
 

@@ -117,11 +117,12 @@ class _Accumulator:
         return text
 
     def _partial(self, call: models.ToolCall) -> _PartialCall:
-        has_id = call.id not in ("", "null")
+        call_id, index = call.id or "null", call.index or 0
+        has_id = call_id != "null"
         for partial in reversed(self.calls):
-            if (partial.id == call.id) if has_id else (partial.index == call.index):
+            if (partial.id == call_id) if has_id else (partial.index == index):
                 return partial
-        partial = _PartialCall(call.index, call.id, call.function.name)
+        partial = _PartialCall(index, call_id, call.function.name)
         self.calls.append(partial)
         return partial
 

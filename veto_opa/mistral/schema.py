@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import jsonschema
 import pydantic
+from pydantic_core import PydanticSerializationError
 from typing_extensions import NotRequired, TypedDict
 
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -65,7 +66,10 @@ def function_schema(function: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
             positional-only), or a type hint has no JSON Schema.
     """
     description, documented = parse_docstring(inspect.getdoc(function))
-    hints = typing.get_type_hints(function, include_extras=True)
+    try:
+        hints = typing.get_type_hints(function, include_extras=True)
+    except (NameError, TypeError) as e:
+        raise ValueError(f"{function.__name__}: a type hint cannot be resolved: {e}") from None
     fields: dict[str, Any] = {}
     defaults: dict[str, Any] = {}
     for parameter in inspect.signature(function).parameters.values():
@@ -87,8 +91,8 @@ def function_schema(function: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     shape = make_typed_dict(f"{function.__name__}_arguments", fields)
     try:
         schema = pydantic.TypeAdapter(shape).json_schema()
-    except pydantic.PydanticUserError as e:   # also PydanticSchemaGenerationError
-        raise ValueError(f"{function.__name__}: {e}") from None
+    except (TypeError, RuntimeError) as e:   # pydantic's user errors are RuntimeErrors
+        raise ValueError(f"{function.__name__}: {str(e).splitlines()[0]}") from None
     schema.pop("title", None)
     properties = schema.setdefault("properties", {})
     for name, value in properties.items():
@@ -97,7 +101,7 @@ def function_schema(function: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
             try:
                 value["default"] = pydantic.TypeAdapter(Any).dump_python(defaults[name],
                                                                          mode="json")
-            except pydantic.PydanticSerializationError:
+            except PydanticSerializationError:
                 pass   # a default that is not JSON is not shown
     schema.setdefault("required", [])
     if not schema["required"]:

@@ -158,7 +158,7 @@ class ToolCallRequest:
         if isinstance(call, models.FunctionCallEntry):
             entry_model = call.model if isinstance(call.model, str) else None
             return cls(call.name, call.arguments, call.tool_call_id, model or entry_model)
-        return cls(call.function.name, call.function.arguments, call.id, model)
+        return cls(call.function.name, call.function.arguments, call.id or "null", model)
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ class Toolset:
             ValueError: the name is taken or not a valid Mistral function name, or the schema
                 cannot be made or is not a valid JSON Schema of an object.
         """
-        tool_name = name or getattr(function, "__name__", "")
+        tool_name = name if name is not None else str(getattr(function, "__name__", ""))
         if not schemas.FUNCTION_NAME.match(tool_name):
             raise ValueError(f"tool name {tool_name!r} must be 1 to 64 characters of "
                              "a-z, A-Z, 0-9, _ and -")
