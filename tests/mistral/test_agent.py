@@ -289,3 +289,12 @@ def test_scripted_helper_fails_requests_past_its_end() -> None:
     assert script(None) == say("one")   # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="no reply 2"):
         script(None)   # type: ignore[arg-type]
+
+
+def test_arguments_cut_short_by_the_token_limit_are_refused(tools, ops) -> None:
+    streamed = accumulate_stream([chunk(calls=[fragment('{"statement": "DROP', id="aaaaaaaa1")]),
+                                  chunk(finish="length")])
+    assert streamed.finish_reason == "length"
+    (result,) = tools.dispatch_calls(streamed.message, context=PROD)
+    assert result.status == "denied" and ops.ran == []
+    assert "not valid JSON text" in result.decision.reason

@@ -451,3 +451,11 @@ def test_any_arguments_get_one_answer_one_record_and_run_only_if_valid_and_allow
     else:
         assert ran == [] and result.status in ("denied", "pending_approval")
         assert json.loads(result.content)["decision_id"] == new[0].decision_id
+
+
+def test_a_call_without_an_id_is_answered_and_recorded_without_one(tools, veto) -> None:
+    message = {"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "execute_sql", "arguments": SELECT}}]}
+    (answer,) = tools.dispatch(message, context=PROD)
+    assert answer.tool_call_id == "null"   # what the SDK fills in; the model's own answer
+    assert records(veto)[0].call_id is None
