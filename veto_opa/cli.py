@@ -11,7 +11,7 @@
     veto-opa traces list|show --jaeger URL|--file PATH   decisions read back from traces
     veto-opa approvers add|list|remove             who may approve, with which credential
     veto-opa serve                                 the approvers' web console
-    veto-opa demo                                  evaluate the example agent's tool calls
+    veto-opa demo                                  an SRE agent on Mistral, governed
 
 Exit status: 0 success, 1 a problem with the input (policy, bundle, arguments), 2 tests failed
 or usage error — ``test`` exits like ``opa test``.
@@ -175,13 +175,18 @@ def _parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     demo = commands.add_parser(
-        "demo", help="decide the example SRE agent's tool calls", formatter_class=_RAW,
-        description="Guard a dozen tool calls an SRE agent might make with the policy in "
-                    "examples/policies.yaml (or POLICY), recording each decision, and print "
-                    "the decisions.",
-        epilog="example:\n  veto-opa demo\n  veto-opa demo veto/policies.yaml")
+        "demo", help="an SRE agent on Mistral triages a prompt-injected ticket, governed",
+        formatter_class=_RAW,
+        description="An SRE agent triages a ticket carrying a prompt injection through the "
+                    "mistralai SDK: against Mistral's API when MISTRAL_API_KEY is set "
+                    "(model MISTRAL_MODEL), else against a scripted local stand-in of it. "
+                    "Every tool call is decided by the seed policy shipped with veto-opa (or "
+                    "POLICY); the demo approves the pending rotation as the security team, "
+                    "shows the retry, the decision records and the spans.",
+        epilog="example:\n  veto-opa demo\n  MISTRAL_API_KEY=... veto-opa demo --home /tmp/veto")
     demo.add_argument("policies", nargs="*", metavar="POLICY")
-    demo.add_argument("--home", help="where records go (default: VETO_HOME or .veto)")
+    demo.add_argument("--home",
+                      help="where records, approvals and spans go (default: VETO_HOME or .veto)")
     demo.set_defaults(func=cmd_demo)
 
     records_cli.register(commands)

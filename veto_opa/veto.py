@@ -251,8 +251,8 @@ class Veto:
 
     def guard(self, tool: str, arguments: object = None,
               context: Mapping[str, Any] | None = None, model: str | None = None,
-              call_id: str | None = None, *,
-              wait_for_approval: float | None = None) -> Decision:
+              call_id: str | None = None, *, wait_for_approval: float | None = None,
+              invalid: str | None = None) -> Decision:
         """Decide one tool call before it runs.
 
         Args:
@@ -265,13 +265,16 @@ class Veto:
                 for approvers to decide, then decide the call once more (using the grant, or
                 denying it as rejected); still pending after that, the pending decision is
                 returned.
+            invalid: why the caller found the call unusable before asking (an unknown tool,
+                arguments against the tool's schema): the call is then denied with cause
+                ``invalid_tool_call`` and this reason, without asking the engine, and recorded.
 
         Returns:
             The :class:`Decision`; ``decision.allowed`` says whether the tool may run. Never
             raises for an unusable call or a failing engine: those are denies naming the
             cause, and every call is recorded before this returns.
         """
-        decision = self._guard(tool, arguments, context, model, call_id)
+        decision = self._guard(tool, arguments, context, model, call_id, invalid)
         if (wait_for_approval is None or decision.decision != "require_approval"
                 or decision.approval_id is None or self.approvals is None):
             return decision
@@ -284,8 +287,8 @@ class Veto:
             return decision
         return self._guard(tool, arguments, context, model, call_id)
 
-    def _guard(self, tool: str, arguments: Any, context: Mapping[str, Any] | None,
-               model: str | None, call_id: str | None) -> Decision:
+    def _guard(self, tool: str, arguments: object, context: Mapping[str, Any] | None,
+               model: str | None, call_id: str | None, invalid: str | None = None) -> Decision:
         started = time.perf_counter_ns()
         decision_id = new_decision_id()
         span = (spans.start(self._tracer, tool, call_id, model, decision_id)
@@ -297,6 +300,8 @@ class Veto:
         try:
             call = check_call(tool, arguments, context, model, call_id,
                               max_bytes=self.settings.max_argument_bytes)
+            if invalid is not None:
+                raise InvalidToolCall(invalid)
             answer = self.engine.decide(call.input_document(),
                                         headers=spans.trace_headers(span))
             verdict, opa_decision_id = answer.verdict, answer.opa_decision_id
