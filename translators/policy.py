@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from veto_opa._types import Action
+from veto_opa.facts.spec import FactSpec
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.checker import Checked
 
@@ -89,6 +90,7 @@ class Policy:
     redact: tuple[str, ...] = ()
     index: int = 0                         # load order among the policies of one bundle
     extra: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, dict[str, FactSpec]] = field(default_factory=dict)   # tool -> arg -> how
 
     @property
     def package(self) -> str:

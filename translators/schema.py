@@ -162,6 +162,7 @@ class PolicyFile(_Spec):
     rules: list[RuleSpec]
     tests: list[TestSpec] = []
     redact: Annotated[list[StrictStr], _string_list("redact")] = []
+    facts: Any = None      # checked by translators/facts.py, with positions
 
 
 # -- messages -----------------------------------------------------------------------------

@@ -22,16 +22,24 @@ Where this is more careful than the database, and why:
 - A NUL character is an error (libpq would cut the text there; the server sees less than
   what was judged).
 
+sqlglot logs a warning, quoting the statement, for each statement it reads as a command; a
+tool call's SQL has no place in the application's logs, so a filter on sqlglot's logger drops
+the records logged while this module parses (and only those: the filter reads a flag of the
+parsing thread).
+
 Anything sqlglot cannot tokenize or parse raises :class:`FactError` with sqlglot's
 description and position (never the SQL text itself).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
 from importlib.metadata import version
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect, Dialects
@@ -94,6 +102,29 @@ _MYSQL_EXECUTABLE_COMMENT = "/*!"
 _VERSION = version("sqlglot")
 
 
+class _WhileParsing(logging.Filter):
+    """Drops sqlglot's records logged by a thread while it parses here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.state, "parsing", False)
+
+    @contextmanager
+    def parsing(self) -> Iterator[None]:
+        self.state.parsing = True
+        try:
+            yield
+        finally:
+            self.state.parsing = False
+
+
+_QUIET = _WhileParsing()
+logging.getLogger("sqlglot").addFilter(_QUIET)
+
+
 def library() -> str:
     """The parser and its version, as facts and records name it."""
     return f"sqlglot {_VERSION}"
@@ -108,9 +139,8 @@ def option_problem(name: str, value: Any) -> str | None:
     """Why an option value is not usable, or None."""
     if name == "dialect":
         if not isinstance(value, str) or value not in dialects():
-            hint = suggest(str(value), dialects())
-            return (f"dialect must be one of sqlglot's dialects ({', '.join(dialects())}), "
-                    f"found {value!r}{hint}")
+            return (f"unknown sqlglot dialect {value!r}{suggest(str(value), dialects())} "
+                    f"(dialects: {', '.join(dialects())})")
         return None
     return f"unknown option {name!r}"
 
@@ -160,8 +190,9 @@ def facts(text: str, *, dialect: str = DEFAULT_DIALECT) -> dict[str, Any]:
     if isinstance(d, MySQL) and _MYSQL_EXECUTABLE_COMMENT in text:
         raise FactError("MySQL executable comments (/*! ... */) cannot be judged")
     out = _Facts(d, text)
-    for chunk in _statements(_tokenize(d, text)):
-        out.statements.append(_statement(out, chunk, text, depth=0))
+    with _QUIET.parsing():
+        for chunk in _statements(_tokenize(d, text)):
+            out.statements.append(_statement(out, chunk, text, depth=0))
     return out.document()
 
 
