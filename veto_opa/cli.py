@@ -253,6 +253,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import opa_bindings
 
+    from veto_opa.facts import compute, spec_from_data
     from veto_opa.translators import build, bundle as bundles
 
     if bool(args.bundle) == bool(args.policies):
@@ -263,12 +264,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bundle = bundles.read_bundle(args.bundle)
     else:
         bundle = build(args.policies).bundle()
+    input = {"tool": args.tool, "args": arguments, "context": context, "model": args.model,
+             "call_id": None}
+    declared = spec_from_data(bundle.data_documents()).get(args.tool)
+    if declared and isinstance(arguments, dict):
+        input["facts"] = compute(declared, arguments)
     engine = opa_bindings.OpaEngine()
     try:
         bundles.load_into_engine(bundle, engine)
-        decision = engine.eval_document("veto.decision", {
-            "tool": args.tool, "args": arguments, "context": context, "model": args.model,
-            "call_id": None})
+        decision = engine.eval_document("veto.decision", input)
     except opa_bindings.OpaError as e:
         raise VetoError(f"the engine could not decide: {e}") from None
     finally:

@@ -36,6 +36,9 @@ from veto_opa.errors import (
     ApprovalRequired, Denied, EngineError, InvalidToolCall, PolicyError, RecordError,
     VetoError,
 )
+from veto_opa.facts import NONE as NO_FACTS
+from veto_opa.facts import Computed, Facts, span_attributes, spec_from_data
+from veto_opa.facts import recorded as recorded_facts
 from veto_opa.records.model import canonical_json, loads_json, new_decision_id
 
 if TYPE_CHECKING:
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 
     from veto_opa.approvals import SQLiteApprovalStore
     from veto_opa.engines import Engine
+    from veto_opa.facts import Spec
     from veto_opa.records import SQLiteRecordStore
 
 log = logging.getLogger("veto_opa")
@@ -93,6 +97,7 @@ class Veto:
         self._policy_redact: tuple[str, ...] = ()
         self._sources: list[Path] = []
         self._mtimes: dict[Path, float] = {}
+        self._fact_spec: Spec = {}
         self.engine = engine or self._make_engine()
         self._redact = self._parse_redact([*self._policy_redact, *s.redact])
         self._tracer = spans.tracer_for(tracer_provider) if s.spans else None
@@ -109,6 +114,7 @@ class Veto:
                 self.records = SQLiteRecordStore(store_path(s.home), synchronous=s.records_sync)
             self.approvals = SQLiteApprovalStore(s.home / "approvals.sqlite3",
                                                  ttl=s.approval_ttl)
+        self._facts = Facts(self._fact_spec, key=self._key or None)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         if self._sources and s.reload_interval > 0 and engine is None:
@@ -124,9 +130,11 @@ class Veto:
 
             verify: bool | str = False if s.opa_insecure else (str(s.opa_ca) if s.opa_ca
                                                                 else True)
-            return RestEngine(s.opa_url, timeout=s.opa_timeout, token=s.opa_token,
+            rest = RestEngine(s.opa_url, timeout=s.opa_timeout, token=s.opa_token,
                               verify=verify, cert=str(s.opa_client_cert)
                               if s.opa_client_cert else None)
+            self._fact_spec = _remote_facts(rest)
+            return rest
         from veto_opa.engines import EmbeddedEngine
         from veto_opa.engines.embedded import reserve_go_heap
 
@@ -138,12 +146,18 @@ class Veto:
         from veto_opa.translators.bundle import read_bundle
 
         if self.settings.bundle is not None:
-            return read_bundle(self.settings.bundle)
-        self._sources = [Path(p) for p in self.settings.policies]
-        self._mtimes = self._stat_sources()
-        compiled = build(self._sources)
-        self._policy_redact = tuple(path for p in compiled.policies for path in p.redact)
-        return compiled.bundle()
+            bundle = read_bundle(self.settings.bundle)
+        else:
+            self._sources = [Path(p) for p in self.settings.policies]
+            self._mtimes = self._stat_sources()
+            compiled = build(self._sources)
+            self._policy_redact = tuple(path for p in compiled.policies for path in p.redact)
+            bundle = compiled.bundle()
+        try:
+            self._fact_spec = spec_from_data(bundle.data_documents())
+        except ValueError as e:
+            raise VetoError(f"the bundle's facts declarations are not usable: {e}") from None
+        return bundle
 
     @staticmethod
     def _parse_redact(paths: Sequence[str]) -> list[Any]:
@@ -178,14 +192,15 @@ class Veto:
             if self.settings.bundle is None:
                 raise VetoError("reload() needs policy files; this Veto uses "
                                 f"{self.engine.name}")
-            from veto_opa.translators.bundle import read_bundle
-
-            self.engine.reload(read_bundle(self.settings.bundle))  # type: ignore[attr-defined]
+            with self._lock:
+                self.engine.reload(self._load_bundle())  # type: ignore[attr-defined]
+                self._facts = Facts(self._fact_spec, key=self._key or None)
             return
         with self._lock:
             bundle = self._load_bundle()
             self._redact = self._parse_redact([*self._policy_redact, *self.settings.redact])
             self.engine.reload(bundle)  # type: ignore[attr-defined]
+            self._facts = Facts(self._fact_spec, key=self._key or None)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.reload_interval):
@@ -230,6 +245,7 @@ class Veto:
         args_text: str | None = None
         ctx_text: str | None = None
         ctx: Any = context if context is not None else {}
+        computed = NO_FACTS
         try:
             args, args_text = self._arguments(arguments)
             if not isinstance(tool, str) or not tool:
@@ -241,13 +257,16 @@ class Veto:
                 ctx_text = canonical_json(ctx)   # the record's text of it
             except (TypeError, ValueError) as e:
                 raise InvalidToolCall(f"context is not JSON: {e}") from None
+            computed = self._facts.compute(tool, args)
             headers = (spans.trace_headers(span) if span is not None and
                        getattr(self.engine, "sends_headers", True) else None)
             input = {"tool": tool, "args": args, "context": ctx, "model": model,
                      "call_id": call_id}
+            if computed.document:
+                input["facts"] = computed.document
             if getattr(self.engine, "takes_text", False):
                 answer = self.engine.decide(input, headers=headers, text=_input_text(
-                    tool, args_text, ctx_text, model, call_id))
+                    tool, args_text, ctx_text, model, call_id, computed))
             else:
                 answer = self.engine.decide(input, headers=headers)
             opa_decision_id = answer.opa_decision_id
@@ -267,7 +286,7 @@ class Veto:
             try:
                 self._record(decision_id, tool, arguments, args, args_text, ctx, ctx_text, model,
                              call_id, d, approval_id, cause, latency_us, trace_id, span_id,
-                             opa_decision_id)
+                             opa_decision_id, computed)
             except Exception as e:  # noqa: BLE001 - an unrecorded call must not run
                 log.error("veto-opa could not record decision %s: %s", decision_id, e)
                 failure, cause = e, "record_error"
@@ -276,6 +295,10 @@ class Veto:
             shown = None
             if self.settings.capture_arguments and isinstance(args, dict):
                 shown = self._redacted(args)
+            if computed.document:
+                span.set_attributes(span_attributes(computed, recorded_facts(
+                    computed, self._redact, self._key or b"veto-opa")
+                    if self.settings.capture_arguments else None))
             spans.finish(span, d, engine=self.engine.name, approval_id=approval_id, cause=cause,
                          failure=failure, opa_decision_id=opa_decision_id, arguments=shown)
         return Decision._of_guard({
@@ -382,7 +405,7 @@ class Veto:
                 args_text: str | None, ctx: Any, ctx_text: str | None,
                 model: Any, call_id: Any, d: dict[str, Any], approval_id: str | None,
                 cause: str | None, latency_us: int, trace_id: str | None, span_id: str | None,
-                opa_decision_id: str | None) -> None:
+                opa_decision_id: str | None, computed: Computed = NO_FACTS) -> None:
         from veto_opa.records import (
             arguments_digest, decision_document, now_timestamp,
             prepare_arguments, redact, sha256_digest,
@@ -423,6 +446,7 @@ class Veto:
             "policy_name": d.get("policy_name"), "policy_revision": d.get("policy_revision"),
             "engine": self.engine.name, "cause": cause, "latency_us": latency_us,
             "trace_id": trace_id, "span_id": span_id, "opa_decision_id": opa_decision_id,
+            "facts": recorded_facts(computed, self._redact, self._key),
         }
         append_document = getattr(self.records, "append_document", None)
         if append_document is not None:
@@ -550,17 +574,29 @@ def _flatten(decision: dict[str, Any]) -> dict[str, Any]:
 
 
 def _input_text(tool: str, args_text: str | None, ctx_text: str | None, model: Any,
-                call_id: Any) -> str | None:
+                call_id: Any, computed: Computed = NO_FACTS) -> str | None:
     """The engine's input as JSON text, made from the canonical texts of the arguments and the
     context that guard() made when it checked them; None when it cannot be made that way (the
     engine then serialises the input itself, and reports what is wrong with it)."""
     if args_text is None or ctx_text is None:
         return None
     try:
+        facts = f',"facts":{computed.text}' if computed.document else ""
         return (f'{{"tool":{json.dumps(tool)},"args":{args_text},"context":{ctx_text},'
-                f'"model":{json.dumps(model)},"call_id":{json.dumps(call_id)}}}')
+                f'"model":{json.dumps(model)},"call_id":{json.dumps(call_id)}{facts}}}')
     except (TypeError, ValueError):
         return None
+
+
+def _remote_facts(engine: Any) -> Spec:
+    """The facts declarations of the bundle an OPA server holds (``data.veto.facts``); none
+    when they cannot be read, logged: rules that read facts then fail closed."""
+    try:
+        return spec_from_data([("veto.facts", engine.document("veto/facts"))])
+    except (EngineError, ValueError) as e:
+        log.error("veto-opa could not read the facts declarations from OPA (rules reading "
+                  "facts will fail closed): %s", e)
+        return {}
 
 
 def _fail_closed(cause: str, message: str) -> dict[str, Any]:

@@ -184,6 +184,7 @@ class RestEngine:
         # REQUESTS_CA_BUNDLE override an explicit CA path.
         session.verify, session.proxies = settings["verify"], settings["proxies"]
         session.trust_env = False
+        self._session = session
 
         context = _tls_context(settings["verify"], cert) if https else None
         target = f"{parts.path.rstrip('/')}/v1/data/{self.path}"
@@ -259,6 +260,32 @@ class RestEngine:
         failure, a timeout included, is False.
         """
         return self._client.check_health({"bundles": True}, diagnostic_url=f"{self.url}/health")
+
+    def document(self, path: str) -> Any:
+        """GET ``/v1/data/<path>``: a document of the bundle OPA holds (``veto/facts``), or
+        None when it is undefined. Through OpaClient's session, as :meth:`health`.
+
+        Raises:
+            EngineUnavailable: OPA cannot be reached (or did not answer in time).
+            EngineProtocolError: OPA answered other than 200 with a JSON object.
+        """
+        url = f"{self.url}/v1/data/{path.strip('/')}"
+        try:
+            response = self._session.get(url, timeout=self.timeout)
+        except Exception as error:  # noqa: BLE001 - requests' errors, named in the message
+            raise EngineUnavailable(f"cannot read {path} from OPA at {self.url}: "
+                                    f"{type(error).__name__}: {error}") from None
+        if response.status_code != 200:
+            raise EngineProtocolError(f"OPA answered HTTP {response.status_code} for {path}: "
+                                      f"{_error_message(response.content)}")
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        if type(body) is not dict:
+            raise EngineProtocolError(f"OPA's answer for {path} is not a JSON object: "
+                                      f"{_excerpt(response.content)}")
+        return body.get("result")
 
     def close(self) -> None:
         """Close the keep-alive connections; later calls still work, without keep-alive."""

@@ -29,9 +29,9 @@ from veto_opa.facts.cache import FactCache
 from veto_opa.facts.compute import compute, fact
 from veto_opa.facts.errors import FactError
 from veto_opa.facts.registry import COMMON_FIELDS, PARSERS, Parser
-from veto_opa.facts.runtime import NONE, Computed, Facts, recorded
+from veto_opa.facts.runtime import NONE, Computed, Facts, recorded, span_attributes
 from veto_opa.facts.spec import (
-    FactSpec, Spec, ToolFacts, merge, spec_document, spec_from_document,
+    FactSpec, Spec, ToolFacts, merge, spec_document, spec_from_data, spec_from_document,
 )
 
 __all__ = [
@@ -50,6 +50,8 @@ __all__ = [
     "fact",
     "merge",
     "recorded",
+    "span_attributes",
     "spec_document",
+    "spec_from_data",
     "spec_from_document",
 ]

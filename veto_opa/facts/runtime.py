@@ -103,6 +103,29 @@ class Facts:
         return computed, text
 
 
+FACT_PARSERS = "veto.fact_parsers"
+"""Span attribute: ``argument=parser version`` of each fact of the call."""
+FACT_ERRORS = "veto.fact_errors"
+"""Span attribute: ``argument: why`` of each fact that could not be computed."""
+FACTS = "veto.facts"
+"""Span attribute: the facts as JSON text, only when argument capture is on."""
+
+
+def span_attributes(computed: Computed, captured: dict[str, Any] | None) -> dict[str, Any]:
+    """The span attributes of a call's facts (none for a call without facts). The facts
+    themselves are made of the arguments, so they go on the span only when argument values
+    do (``captured``: the recorded, redacted form)."""
+    if not computed.document:
+        return {}
+    attributes: dict[str, Any] = {FACT_PARSERS: computed.parsers()}
+    errors = computed.errors()
+    if errors:
+        attributes[FACT_ERRORS] = errors
+    if captured is not None:
+        attributes[FACTS] = canonical_json(captured)
+    return attributes
+
+
 def recorded(computed: Computed, redact: Sequence[tuple[Any, ...]],
              key: bytes) -> dict[str, Any] | None:
     """The facts as the decision record keeps them: None for a call without facts; the fact

@@ -95,6 +95,23 @@ def spec_from_document(document: Any) -> dict[str, dict[str, FactSpec]]:
     return spec
 
 
+DATA_PATH = "veto.facts"
+"""Where the merged declarations are in a bundle's data (``data.veto.facts``)."""
+
+
+def spec_from_data(documents: list[tuple[str, object]]) -> dict[str, dict[str, FactSpec]]:
+    """The declarations in a bundle's data documents (``Bundle.data_documents()``); none
+    when the bundle has no ``data.veto.facts``.
+
+    Raises:
+        ValueError: ``data.veto.facts`` is not a spec.
+    """
+    for path, value in documents:
+        if path == DATA_PATH:
+            return spec_from_document(value)
+    return {}
+
+
 def merge(specs: list[Spec]) -> dict[str, dict[str, FactSpec]]:
     """The union of several specs; the loader has already refused conflicting declarations
     (the same tool and argument parsed two ways), so the first declaration is kept."""

@@ -275,6 +275,9 @@ class DecisionRecord(_Entry):
     were not a JSON object); ``arguments_sha256`` is always the digest of the original
     arguments (see :func:`arguments_digest`); ``erased`` names the redacted paths. ``cause`` is
     set when the decision is a fail-closed deny (``"engine_timeout"``, ``"invalid_tool_call"``).
+    ``facts`` is ``input.facts`` as the engine saw it (each fact names its parser and version),
+    with the facts of redacted arguments as keyed digests; None when no fact was declared for
+    the tool (and in records written before facts existed).
     """
 
     kind: Literal["decision"] = "decision"
@@ -286,6 +289,7 @@ class DecisionRecord(_Entry):
     arguments_sha256: str = Field(pattern=HASH_PATTERN)
     erased: list[str] = Field(default_factory=list)
     context: JSONObject = Field(default_factory=dict)
+    facts: JSONObject | None = None
     model: str | None = None
     call_id: str | None = None
     decision: Action
@@ -359,6 +363,7 @@ def decision_document(
     trace_id: str | None,
     span_id: str | None,
     opa_decision_id: str | None,
+    facts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The document of a decision record, built without validating it (``guard()``'s path).
 
@@ -381,6 +386,7 @@ def decision_document(
         "arguments_sha256": arguments_sha256,
         "erased": list(erased),
         "context": dict(context),
+        "facts": dict(facts) if facts is not None else None,
         "model": model,
         "call_id": call_id,
         "decision": decision,
