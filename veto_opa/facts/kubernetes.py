@@ -7,7 +7,8 @@
 
 Text whose first non-blank character is ``{`` or ``[`` is JSON (a stream of values, as
 ``kubectl`` reads it); anything else is YAML, read with PyYAML's safe loader and these limits,
-each a fact error when exceeded: no aliases (``*name``; an alias bomb expands a few lines
+each a fact error when exceeded (checked on the parser's events before anything is built,
+then loaded with LibYAML when PyYAML has it): no aliases (``*name``; an alias bomb expands a few lines
 into billions of nodes) and no merge keys (``<<``), at most :data:`MAX_DEPTH` levels of nesting,
 :data:`MAX_NODES` nodes and :data:`MAX_DOCUMENTS` objects, no duplicate keys (kubectl and
 PyYAML would disagree on which one wins), timestamps read as strings. A ``kind: List`` is
@@ -35,7 +36,7 @@ MAX_CHARS = 1_048_576
 """Longest manifest accepted (characters)."""
 
 MAX_DEPTH = 64
-MAX_NODES = 100_000
+MAX_NODES = 50_000
 MAX_DOCUMENTS = 1_000
 
 
@@ -48,7 +49,8 @@ _MERGE = "tag:yaml.org,2002:merge"
 
 def library() -> str:
     """The parser and its version, as facts and records name it."""
-    return f"PyYAML {yaml.__version__} (safe, limited), json"
+    libyaml = " with LibYAML" if yaml.__with_libyaml__ else ""
+    return f"PyYAML {yaml.__version__}{libyaml} (safe, limited), json"
 
 
 def option_problem(name: str, value: Any) -> str | None:
@@ -56,31 +58,37 @@ def option_problem(name: str, value: Any) -> str | None:
     return f"unknown option {name!r}"
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader (pure Python), with limits; see the module docstring."""
+_RESOLVERS = {first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+              for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+class _Limits:
+    """Counts nodes and nesting as the YAML events come; raises past the limits."""
+
+    def __init__(self) -> None:
         self.depth = 0
         self.nodes = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
+    def event(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.AliasEvent):
             raise FactError("YAML aliases (*name) are not accepted in manifests")
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise FactError(f"the manifest has more than {MAX_NODES} YAML nodes")
-        self.depth += 1
-        try:
+        if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            self.nodes += 1
+            if self.nodes > MAX_NODES:
+                raise FactError(f"the manifest has more than {MAX_NODES} YAML nodes")
+        if isinstance(event, yaml.CollectionStartEvent):
+            self.depth += 1
             if self.depth > MAX_DEPTH:
                 raise FactError(f"the manifest nests more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)
-        finally:
+        elif isinstance(event, yaml.CollectionEndEvent):
             self.depth -= 1
+
+
+class _Constructor:
+    """What both loaders add to PyYAML's safe loading: no timestamps, no merge keys, no
+    duplicate keys."""
+
+    yaml_implicit_resolvers = _RESOLVERS
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -97,7 +105,38 @@ class _Loader(yaml.SafeLoader):
                 if duplicate:
                     line = key_node.start_mark.line + 1
                     raise FactError(f"duplicate key {_short(key)!r} at line {line}")
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class _Loader(_Constructor, yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader, checking the limits node by node."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.limits = _Limits()
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.limits.event(self.peek_event())
+        return super().compose_node(parent, index)
+
+
+def _load_all_python(text: str) -> Iterator[Any]:
+    yield from yaml.load_all(text, Loader=_Loader)   # noqa: S506 - a safe loader
+
+
+if yaml.__with_libyaml__:
+    class _FastLoader(_Constructor, yaml.CSafeLoader):
+        """LibYAML's safe loader, run once the events were checked against the limits."""
+
+    def _load_all_libyaml(text: str) -> Iterator[Any]:
+        limits = _Limits()
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            limits.event(event)
+        yield from yaml.load_all(text, Loader=_FastLoader)   # noqa: S506 - a safe loader
+
+    _load_all = _load_all_libyaml
+else:  # pragma: no cover - PyYAML built without LibYAML
+    _load_all = _load_all_python
 
 
 def facts(text: str) -> dict[str, Any]:
@@ -120,7 +159,7 @@ def _documents(text: str) -> Iterator[Any]:
         yield from _json_stream(text)
         return
     try:
-        yield from yaml.load_all(text, Loader=_Loader)   # noqa: S506 - a safe loader
+        yield from _load_all(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -62,6 +62,8 @@ def facts(text: str) -> dict[str, Any]:
         FactError: the URL has no scheme, holds characters clients read differently, or has
             a host or port that is not valid.
     """
+    if "\x00" in text:
+        raise FactError("the URL contains a NUL character")
     url = _TAB_OR_NEWLINE.sub("", text.strip(_C0_OR_SPACE))
     if _CONTROL.search(url):
         raise FactError("the URL contains a control character")
