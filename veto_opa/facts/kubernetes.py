@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -84,7 +84,7 @@ class _Limits:
             self.depth -= 1
 
 
-class _Constructor:
+class _Constructor(yaml.constructor.SafeConstructor):
     """What both loaders add to PyYAML's safe loading: no timestamps, no merge keys, no
     duplicate keys."""
 
@@ -105,7 +105,7 @@ class _Constructor:
                 if duplicate:
                     line = key_node.start_mark.line + 1
                     raise FactError(f"duplicate key {_short(key)!r} at line {line}")
-        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+        return super().construct_mapping(node, deep=deep)
 
 
 class _Loader(_Constructor, yaml.SafeLoader):
@@ -116,7 +116,8 @@ class _Loader(_Constructor, yaml.SafeLoader):
         self.limits = _Limits()
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        self.limits.event(self.peek_event())
+        peek: Callable[[], yaml.Event] = self.peek_event   # untyped in the stubs
+        self.limits.event(peek())
         return super().compose_node(parent, index)
 
 
