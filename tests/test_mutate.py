@@ -136,7 +136,9 @@ tests:
     expect: deny
   - name: privileged
     tool: kubectl_apply
-    args: {manifest: "kind: Pod\\nspec:\\n  containers:\\n  - name: c\\n    securityContext:\\n      privileged: true\\n"}
+    args:
+      manifest: "kind: Pod\\nspec:\\n  containers:\\n  - name: c\\n    securityContext:\\n\\
+        \\      privileged: true\\n"
     expect: deny
 """)
     report = mutate([naive])

@@ -135,8 +135,8 @@ def _parser(doc: Document, path: DataPath, arg: str, value: Any,
         if option not in parser.options:
             known = ", ".join(parser.options) or "none"
             report(doc.key_position(where),
-                   f"unknown option {option!r} of the {parser.name} parser{suggest(option, parser.options)} "
-                   f"(options: {known})")
+                   f"unknown option {option!r} of the {parser.name} parser"
+                   f"{suggest(option, parser.options)} (options: {known})")
             good = False
         elif not isinstance(setting, str):
             report(doc.value_position(where),

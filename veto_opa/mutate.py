@@ -17,10 +17,10 @@ same parser the facts use (a variant it cannot verify is dropped):
 
 - SQL (PostgreSQL's lexical rules): keyword case; other whitespace between tokens (tab,
   newline, form feed, and vertical tab, which PostgreSQL reads as whitespace since 16; U+00A0
-  and other Unicode spaces are not whitespace to it); comments instead of whitespace (``DROP/**/TABLE``,
-  ``-- x`` + newline); whitespace or a comment before the statement; ``SELECT 1;`` stacked
-  before or after; a data-modifying statement wrapped in a CTE, or a CTE before it;
-  ``EXPLAIN ANALYZE`` before it (which runs it). Verified: the same statements and kinds (the
+  and other Unicode spaces are not whitespace to it); comments instead of whitespace
+  (``DROP/**/TABLE``, ``-- x`` + newline); whitespace or a comment before the statement;
+  ``SELECT 1;`` stacked before or after; a data-modifying statement wrapped in a CTE, or a CTE
+  before it; ``EXPLAIN ANALYZE`` before it (which runs it). Verified: the same statements and kinds (the
   wrappers may add ``select`` and ``explain``) and the same tables written.
 - paths: a ``.`` segment, a repeated slash, a detour through ``<next>/..``, two leading
   slashes, the path relative to the declared root. Verified: the same normalised path.
@@ -73,7 +73,7 @@ class Variant:
     arguments: dict[str, Any]
 
 
-# -- what an argument is ------------------------------------------------------------------------
+# -- what an argument is -----------------------------------------------------------------------
 
 _URL = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://")
 _PATH = re.compile(r"^[^\s/]*(/[^\s/]*)+$")
@@ -98,7 +98,7 @@ def guess_kind(value: str) -> str | None:
     return None
 
 
-# -- SQL ------------------------------------------------------------------------------------------
+# -- SQL ---------------------------------------------------------------------------------------
 
 _SQL_SPACES = ("  ", "\t", "\n", "\r\n", "\f", "\v", " \t\n ")
 _DML = frozenset({"select", "insert", "update", "delete", "merge"})
@@ -249,7 +249,7 @@ def sql_same_meaning(original: str, variant: str, technique: str,
                 [s["kind"] for s in a["statements"]] == [s["kind"] for s in b["statements"]])
 
 
-# -- paths ----------------------------------------------------------------------------------------
+# -- paths -------------------------------------------------------------------------------------
 
 def path_variations(text: str, root: str = "/") -> list[Variation]:
     """Rewrites of a path that resolve to the same path (unverified)."""
@@ -282,7 +282,7 @@ def _path_meaning(text: str, root: str) -> Any:
     return None if "error" in fact else fact["normalized"]
 
 
-# -- URLs -------------------------------------------------------------------------------------------
+# -- URLs --------------------------------------------------------------------------------------
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
 
@@ -358,7 +358,7 @@ def _url_meaning(text: str) -> Any:
                                          fact["path"])
 
 
-# -- Kubernetes manifests -------------------------------------------------------------------------
+# -- Kubernetes manifests ----------------------------------------------------------------------
 
 def manifest_variations(text: str) -> list[Variation]:
     """The same objects written otherwise (unverified)."""
@@ -388,7 +388,7 @@ def _manifest_meaning(text: str) -> Any:
     return None if "error" in fact else [fact[k] for k in _MANIFEST_FACTS]
 
 
-# -- all of it --------------------------------------------------------------------------------------
+# -- all of it ---------------------------------------------------------------------------------
 
 def variations(value: str, kind: str | None, options: Mapping[str, str] | None = None,
                ) -> list[Variation]:
@@ -435,7 +435,7 @@ def variants(arguments: Mapping[str, Any], declared: Mapping[str, FactSpec] | No
             yield Variant(technique, name, {**arguments, name: rewritten})
 
 
-# -- running it against a policy --------------------------------------------------------------------
+# -- running it against a policy ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Weakening:

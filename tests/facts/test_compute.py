@@ -190,6 +190,7 @@ def test_recorded_facts_of_redacted_arguments_are_digests() -> None:
     assert set(kept["secret_path"]) == {"parser", "redacted"}
     assert kept["secret_path"]["redacted"].startswith("hmac-sha256:")
     assert "/secrets/x" not in json.dumps(kept)
+    assert recorded(computed, ["args.secret_path"], b"k") == kept     # paths as written
     everything = recorded(computed, [parse_redact_path("args.*")], b"k")
     assert everything is not None and all("redacted" in f for f in everything.values())
     assert recorded(Facts(SPEC).compute("other", {}), [], b"k") is None

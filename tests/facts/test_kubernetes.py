@@ -111,7 +111,8 @@ spec: {template: {spec: {hostPID: 1, containers: [{name: x}]}}}
     ("false", False), ("no", False), ("null", False),
 ])
 def test_privileged_fails_closed(value: str, privileged: bool) -> None:
-    text = f"kind: Pod\nspec:\n  containers:\n  - {{name: c, securityContext: {{privileged: {value}}}}}\n"
+    text = ("kind: Pod\nspec:\n  containers:\n"
+            f"  - {{name: c, securityContext: {{privileged: {value}}}}}\n")
     assert manifest(text)["privileged"] is privileged
 
 
@@ -139,7 +140,7 @@ BILLION_LAUGHS = "\n".join(
     ('{"kind": "Pod", "kind": "Deployment"}', "duplicate key 'kind'"),
     ("a: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH, f"the manifest nests more than {MAX_DEPTH} "
                                                  "levels deep"),
-    ("a:\n" + "".join("  " * i + f"- \n" for i in range(1, MAX_DEPTH + 3)),
+    ("a:\n" + "".join("  " * i + "- \n" for i in range(1, MAX_DEPTH + 3)),
      f"the manifest nests more than {MAX_DEPTH} levels deep"),
     ("kind: [unclosed\n", None),
     ("kind: Pod\x00\n", None),

@@ -8,11 +8,11 @@
 Text whose first non-blank character is ``{`` or ``[`` is JSON (a stream of values, as
 ``kubectl`` reads it); anything else is YAML, read with PyYAML's safe loader and these limits,
 each a fact error when exceeded (checked on the parser's events before anything is built,
-then loaded with LibYAML when PyYAML has it): no aliases (``*name``; an alias bomb expands a few lines
-into billions of nodes) and no merge keys (``<<``), at most :data:`MAX_DEPTH` levels of nesting,
-:data:`MAX_NODES` nodes and :data:`MAX_DOCUMENTS` objects, no duplicate keys (kubectl and
-PyYAML would disagree on which one wins), timestamps read as strings. A ``kind: List`` is
-expanded into its items.
+then loaded with LibYAML when PyYAML has it): no aliases (``*name``; an alias bomb expands a
+few lines into billions of nodes) and no merge keys (``<<``), at most :data:`MAX_DEPTH` levels
+of nesting, :data:`MAX_NODES` nodes and :data:`MAX_DOCUMENTS` objects, no duplicate keys
+(kubectl and PyYAML would disagree on which one wins), timestamps read as strings. A
+``kind: List`` is expanded into its items.
 
 Pod specs are found wherever they are (any mapping with a ``containers`` list: a Pod, the
 template of a Deployment, a CronJob's job template, a custom resource), and so are

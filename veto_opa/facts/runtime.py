@@ -126,7 +126,7 @@ def span_attributes(computed: Computed, captured: dict[str, Any] | None) -> dict
     return attributes
 
 
-def recorded(computed: Computed, redact: Sequence[tuple[Any, ...]],
+def recorded(computed: Computed, redact: Sequence[str | tuple[Any, ...]],
              key: bytes) -> dict[str, Any] | None:
     """The facts as the decision record keeps them: None for a call without facts; the fact
     of an argument that a redaction path reaches (``args.statement``, ``args.*``, or a path
@@ -135,17 +135,19 @@ def recorded(computed: Computed, redact: Sequence[tuple[Any, ...]],
 
     Args:
         computed: the call's facts.
-        redact: parsed redaction paths (``veto_opa.records.parse_redact_path``).
+        redact: redaction paths, as written (``args.token``) or parsed
+            (``veto_opa.records.parse_redact_path``).
         key: the records' HMAC key.
     """
     if not computed.document:
         return None
     if not redact:
         return computed.document
-    from veto_opa.records.redaction import hmac_digest
+    from veto_opa.records.redaction import hmac_digest, parse_redact_path
 
-    everything = any(not path or not isinstance(path[0], str) for path in redact)
-    names = {path[0] for path in redact if path and isinstance(path[0], str)}
+    parsed = [parse_redact_path(p) if isinstance(p, str) else p for p in redact]
+    everything = any(not path or not isinstance(path[0], str) for path in parsed)
+    names = {path[0] for path in parsed if path and isinstance(path[0], str)}
     out: dict[str, Any] = {}
     for name, value in computed.document.items():
         if everything or name in names:
