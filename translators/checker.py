@@ -26,6 +26,7 @@ ROOT_TYPES: dict[str, Type] = {
     "context": T_OBJECT,
     "tool": T_STRING,
     "model": frozenset({STRING, "null"}),
+    "facts": T_OBJECT,       # argument -> fact, computed by the runtime (veto_opa.facts)
 }
 
 

@@ -6,7 +6,9 @@ revision, and adds the hand-written library of ``rego/veto``. The templates in
 ``templates/`` hold the structure only; conditions come from :mod:`generator`. What the
 decision only reads is data, which OPA does not compile: each rule's order, action, reason
 and approvers (``veto/rules/<name>``) and each condition's form for error details
-(``veto/conditions/<name>``, JSON text).
+(``veto/conditions/<name>``, JSON text). The ``facts:`` declarations of all policies, merged,
+are data too (``veto/facts``): the runtime reads them from the bundle, or from an OPA server,
+to compute ``input.facts``; the examples' inputs get their facts computed here.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from typing import Any, Sequence
 import jinja2
 
 from veto_opa import __version__
+from veto_opa.facts import PARSERS, compute, merge, spec_document
 from veto_opa.translators import rego
 from veto_opa.translators.bundle import Bundle, build_bundle
 from veto_opa.translators import explainer
 from veto_opa.translators.binding import policy_binding
 from veto_opa.translators.generator import ConditionCompiler, Scope, _block
-from veto_opa.translators.policy import Policy, Rule
+from veto_opa.translators.policy import Example, Policy, Rule
 
 COMPILER = f"veto-opa {__version__}"
 
@@ -99,6 +102,10 @@ def revision_of(policies: Sequence[Policy]) -> str:
         h.update(b"\0lib\0" + path.encode() + b"\0" + source.encode())
     for p in sorted(policies, key=lambda p: p.index):
         h.update(f"\0policy\0{p.index}\0{p.name}\0".encode() + p.text)
+    # What a fact says depends on its parser's version: a policy on facts changes revision
+    # with it (the approvals of calls under the old one do not carry over).
+    for name in sorted({s.parser for p in policies for t in p.facts.values() for s in t.values()}):
+        h.update(f"\0parser\0{name}\0{PARSERS[name].load().library()}".encode())
     return "sha256:" + h.hexdigest()
 
 
@@ -116,6 +123,9 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
         conditions = conditions_data(p)
         if conditions:
             data[f"veto/conditions/{p.name}"] = conditions
+    facts = merge([p.facts for p in policies])
+    if facts:
+        data["veto/facts"] = spec_document(facts)
     modules["veto/bundle.rego"] = _env.get_template("bundle.rego.j2").render(
         version=__version__,
         revision=rego.string(revision),
@@ -299,7 +309,7 @@ def test_module(policy: Policy) -> str:
         tests.append({
             "name": example.name,
             "location": _one_line(f"{policy.source}:{example.line}:{example.col}"),
-            "input": rego.value(example.input()),
+            "input": rego.value(example_input(policy, example)),
             "checks": checks,
         })
     return _env.get_template("policy_test.rego.j2").render(
@@ -309,6 +319,16 @@ def test_module(policy: Policy) -> str:
         policy_name=rego.string(policy.name),
         tests=tests,
     )
+
+
+def example_input(policy: Policy, example: Example) -> dict[str, Any]:
+    """The OPA input of an example: its call, and the facts the policy declares for its tool
+    computed from its arguments, as the runtime would compute them."""
+    input = example.input()
+    declared = policy.facts.get(example.tool)
+    if declared:
+        input["facts"] = compute(declared, example.args)
+    return input
 
 
 def _one_line(text: str) -> str:

@@ -24,6 +24,7 @@ from veto_opa.translators.types import type_name
 
 MESSAGES = {
     "missing": "{text} is missing",
+    "fact": "{target} could not be computed: {detail}",
     "not_object": "{target} is not an object (found {type})",
     "not_indexable": "{target} is not an array or object (found {type})",
     "bad_index": "{text}: an array index must be a whole number (found {type})",
@@ -130,6 +131,8 @@ class _Evaluator:
         if not isinstance(target, dict):
             return error("not_object", target=node.target.text, type=type_name(target))
         if node.name not in target:
+            if ex.reads_fact(node.target) and isinstance(target.get(ex.FACT_ERROR), str):
+                return error("fact", target=node.target.text, detail=target[ex.FACT_ERROR])
             return error("missing", text=node.text)
         return target[node.name]
 

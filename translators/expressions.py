@@ -13,7 +13,11 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
-ROOTS = ("args", "context", "tool", "model")
+ROOTS = ("args", "context", "tool", "model", "facts")
+"""The input roots; each is the member of that name of the OPA input document."""
+
+FACT_ERROR = "error"
+"""The field of a fact that its parser could not compute: ``{"error": why, "parser": ...}``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,3 +230,10 @@ NODE_TYPES: tuple[type[Node], ...] = (
     Literal, ListLit, Root, Var, Field, Index, Not, Neg, Compare, In, Arith, And, Or, Call,
     Has, Method, Macro,
 )
+
+
+def reads_fact(node: Node) -> bool:
+    """Whether ``node`` is ``facts.<argument>``: reading a missing field of it names the
+    fact's error, when it has one, instead of saying the field is missing."""
+    return (isinstance(node, Field) and isinstance(node.target, Root)
+            and node.target.name == "facts")

@@ -10,7 +10,8 @@ traceback. The stages, each adding diagnostics and going on where it can:
 4. meaning: duplicate rule and test names, the policy name, tool patterns, ``approvers``
    only on ``require_approval`` rules, ``when`` expressions (parsed and type-checked, with
    the ``environments`` shortcut folded in), test expectations, redaction paths, finite
-   numbers in test inputs.
+   numbers in test inputs, ``facts`` declarations and the facts conditions read
+   (:mod:`veto_opa.translators.facts`); across files, conflicting facts declarations.
 
 Usage::
 
@@ -25,7 +26,7 @@ import hashlib
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from veto_opa.translators.diagnostics import (
     BAD_GLOB, DUPLICATE, FILE, LIMIT, SCHEMA, UNKNOWN_KEY, UNKNOWN_NAME, Diagnostic,
 )
 from veto_opa.translators import explainer
+from veto_opa.translators import facts as fact_decls
 from veto_opa.translators.parser import ParseError, parse
 from veto_opa.translators.policy import (
     Example, Expectation, Policy, Rule, environment_condition,
@@ -104,9 +106,11 @@ def load_policies(paths: Sequence[str | Path]) -> list[Policy]:
     policies: list[Policy] = []
     diagnostics: list[Diagnostic] = []
     first: dict[str, str] = {}
+    declared: list[tuple[str, fact_decls.Declared]] = []
     for index, path in enumerate(paths):
         loaded = _load(Path(path), str(path), index)
         diagnostics += loaded.diagnostics
+        declared.append((str(path), loaded.facts))
         if loaded.name is not None:
             if loaded.name in first:
                 line, col = loaded.name_position
@@ -118,6 +122,8 @@ def load_policies(paths: Sequence[str | Path]) -> list[Policy]:
                 first[loaded.name] = str(path)
         if loaded.policy is not None:
             policies.append(loaded.policy)
+    for file, (line, col), message in fact_decls.conflicts(declared):
+        diagnostics.append(Diagnostic(file, line, col, fact_decls.FACTS, message))
     if diagnostics:
         raise PolicyError(diagnostics)
     return policies
@@ -129,6 +135,7 @@ class _Loaded:
     diagnostics: list[Diagnostic]
     name: str | None = None
     name_position: Position = (1, 1)
+    facts: fact_decls.Declared = field(default_factory=fact_decls.Declared)
 
 
 def _load(path: Path, file: str, index: int) -> _Loaded:
@@ -171,7 +178,8 @@ def _load(path: Path, file: str, index: int) -> _Loaded:
                     f"{found(document.value)}", line, col)
     checker = _FileChecker(file, document, path.stem, diagnostics)
     policy = checker.run(data, index)
-    return _Loaded(policy, checker.diagnostics, checker.name, checker.name_position)
+    return _Loaded(policy, checker.diagnostics, checker.name, checker.name_position,
+                   checker.facts)
 
 
 class _FileChecker:
@@ -186,6 +194,7 @@ class _FileChecker:
         self.diagnostics = diagnostics
         self.name: str | None = None
         self.name_position: Position = (1, 1)
+        self.facts = fact_decls.Declared()
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -226,6 +235,8 @@ class _FileChecker:
     def run(self, data: bytes, index: int) -> Policy | None:
         spec: PolicyFile | None = self.validate(PolicyFile, self.root, ())
         self.check_policy_name()
+        self.facts = fact_decls.declared(
+            self.doc, lambda at, message: self.report(at, fact_decls.FACTS, message))
         raw_rules = self.root.get("rules")
         raw_rules = raw_rules if isinstance(raw_rules, list) else []
         raw_tests = self.root.get("tests")
@@ -255,7 +266,7 @@ class _FileChecker:
             description=spec.description,
             rules=tuple(r for r in rules if r is not None),
             tests=tuple(t for t in tests if t is not None),
-            redact=tuple(spec.redact), index=index,
+            redact=tuple(spec.redact), index=index, facts=self.facts.spec,
             default_approvers=tuple(dict.fromkeys(spec.default_approvers)),
             approval_binding=(tuple(spec.approval_binding)
                               if spec.approval_binding is not None else None),
@@ -320,6 +331,12 @@ class _FileChecker:
             when = None                                  # `when: true` means always
         source = "false" if when is False else when
         checked = self.condition(i, source, environments)
+        if checked is not None and source is not None and not checked.problems:
+            fact_decls.check_reads(
+                checked.node, tools, self.facts,
+                lambda offset, message: self.report(
+                    self.doc.offset_position(("rules", i, "when"), offset), fact_decls.FACTS,
+                    message))
         line, col = self.doc.value_position(("rules", i))
         return Rule(
             name=spec.name, index=i, action=spec.action, tools=tools,

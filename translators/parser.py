@@ -371,9 +371,12 @@ class _Parser:
         if name not in ex.ROOTS:
             self.problems.append(ExpressionProblem(
                 tok.start, UNKNOWN_NAME,
-                f"unknown name '{name}': expressions start from args, context, tool or model",
+                f"unknown name '{name}': expressions start from {_ROOTS_TEXT}",
             ))
         return self.node(ex.Root, tok.start, tok.end, name=name)
+
+
+_ROOTS_TEXT = ", ".join(ex.ROOTS[:-1]) + " or " + ex.ROOTS[-1]
 
 
 def _is_number(value: object) -> bool:

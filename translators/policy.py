@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from veto_opa._types import Action
+from veto_opa.facts.spec import FactSpec
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.checker import Checked
 
@@ -92,6 +93,7 @@ class Policy:
     default_approvers: tuple[str, ...] = ()  # who may approve when the default decides
     approval_binding: tuple[str, ...] | None = None  # context keys given in the file
     extra: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, dict[str, FactSpec]] = field(default_factory=dict)   # tool -> arg -> how
 
     @property
     def package(self) -> str:

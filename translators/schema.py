@@ -186,6 +186,7 @@ class PolicyFile(_Spec):
     default_approvers: Annotated[list[StrictStr], _string_list("default_approvers")] = []
     approval_binding: Annotated[list[StrictStr] | None,
                                 _string_list("approval_binding")] = None
+    facts: Any = None      # checked by translators/facts.py, with positions
 
 
 # -- messages -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     veto-opa check POLICY...                       report every problem as file:line:col
     veto-opa build POLICY... -o veto.tar.gz        an OPA bundle (or --dir DIR), optionally signed
     veto-opa test POLICY... [-v]                   Rego library tests and the policies' examples
+    veto-opa test --mutate POLICY...               and evasive rewrites of the examples
     veto-opa eval POLICY... --tool T --args JSON   the decision for one tool call
     veto-opa rego POLICY...                        the generated Rego
     veto-opa verify BUNDLE --key FILE              check a signed bundle's signature
@@ -110,12 +111,24 @@ def _parser() -> argparse.ArgumentParser:
                     "it (0 all passed, 2 a test failed, 1 the bundle does not load).",
         epilog="examples:\n  veto-opa test veto/policies.yaml\n"
                "  veto-opa test -v -r deny veto/policies.yaml\n"
-               "  veto-opa test --opa veto/policies.yaml    # with an opa binary on PATH")
+               "  veto-opa test --opa veto/policies.yaml    # with an opa binary on PATH\n"
+               "  veto-opa test --mutate examples/hardened.yaml\n"
+               "  veto-opa test --mutate examples/policies.yaml --examples "
+               "examples/hardened.yaml")
     _policies(test)
     test.add_argument("-v", "--verbose", action="store_true", help="list every test")
     test.add_argument("-r", "--run", metavar="REGEX", help="only tests matching REGEX")
     test.add_argument("--opa", action="store_true",
                       help="build the bundle and run 'opa test -b' on it instead")
+    test.add_argument("--mutate", action="store_true",
+                      help="also decide evasive rewrites of every deny and require_approval "
+                           "example (SQL spelling, path dot segments, URL encoding, ...) and "
+                           "fail on any that weakens the decision")
+    test.add_argument("--examples", action="append", metavar="FILE",
+                      help="with --mutate: the examples (tests:) of this policy file instead "
+                           "of the policies' own (repeat for several)")
+    test.add_argument("--json", action="store_true",
+                      help="with --mutate: print the mutation report as JSON")
     test.set_defaults(func=cmd_test)
 
     ev = commands.add_parser(
@@ -270,6 +283,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     from veto_opa.translators import build, bundle as bundles
     from veto_opa.translators.regotest import TestLoadError, format_report, run_tests
 
+    if (args.examples or args.json) and not args.mutate:
+        raise VetoError("--examples and --json go with --mutate")
     compiled = build(args.policies)
     if args.opa:
         opa = shutil.which("opa")
@@ -292,9 +307,19 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f"veto-opa: error: {e}", file=sys.stderr)
         return 1
     text = format_report(report, verbose=args.verbose)
-    if text:
+    if text and not args.json:
         print(text)
-    return report.exit_code()
+    if not args.mutate:
+        return report.exit_code()
+    from veto_opa.mutate import mutate
+
+    mutation = mutate(args.policies, examples=args.examples)
+    if args.json:
+        print(json.dumps({"tests": report.exit_code() == 0, **mutation.document()}, indent=2,
+                         ensure_ascii=False))
+    else:
+        print(mutation.format())
+    return report.exit_code() or mutation.exit_code()
 
 
 _EXIT_CODES = {"allow": 0, "deny": 3, "require_approval": 4}

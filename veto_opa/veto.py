@@ -40,6 +40,9 @@ from veto_opa.errors import (
     ApprovalRequired, ConfigurationError, Denied, EngineError, InvalidToolCall, PolicyError,
     RecordError, VetoError,
 )
+from veto_opa.facts import NONE as NO_FACTS
+from veto_opa.facts import Computed, Facts, span_attributes, spec_from_data
+from veto_opa.facts import recorded as recorded_facts
 from veto_opa.records.model import (
     GuardRecord, RecordedCall, digest_text, new_decision_id, now_timestamp,
 )
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
     from veto_opa.approvals.service import ApprovalService, ApprovalView
     from veto_opa.bundles import BundleService
     from veto_opa.engines import Engine
+    from veto_opa.engines.rest import RestEngine
+    from veto_opa.facts import Spec
     from veto_opa.records.store import RecordStore
     from veto_opa.translators.bundle import Bundle
 
@@ -122,6 +127,7 @@ class Veto:
         self._policy_redact: tuple[str, ...] = ()
         self._sources: list[Path] = []
         self._mtimes: dict[Path, int] = {}
+        self._fact_spec: Spec = {}
         self.bundle_service: BundleService | None = None
         self.engine: Engine = engine or self._make_engine()
         self._tracer = spans.tracer_for(tracer_provider) if s.spans else None
@@ -148,6 +154,7 @@ class Veto:
                 self.approvals = self._approval_service.view
         self._key = key
         self._redactor = self._make_redactor()
+        self._facts = Facts(self._fact_spec, key=key)
         self.decision_logs: DecisionLogs | None = decision_logs.from_settings(s)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -166,9 +173,11 @@ class Veto:
 
             verify: bool | str = False if s.opa_insecure else (str(s.opa_ca) if s.opa_ca
                                                                 else True)
-            return RestEngine(s.opa_url, timeout=s.opa_timeout, token=s.opa_token,
+            rest = RestEngine(s.opa_url, timeout=s.opa_timeout, token=s.opa_token,
                               verify=verify, cert=str(s.opa_client_cert)
                               if s.opa_client_cert else None)
+            self._fact_spec = _remote_facts(rest)
+            return rest
         from veto_opa.engines.embedded import EmbeddedEngine, reserve_go_heap
 
         reserve_go_heap(s.go_heap_reserve)
@@ -178,7 +187,7 @@ class Veto:
 
             # Nothing is decided until a bundle is active (undefined: a fail-closed deny).
             embedded = EmbeddedEngine(build_bundle({}, revision=""), pool_size=s.pool_size)
-            self.bundle_service = service_from_settings(s, embedded.reload)
+            self.bundle_service = service_from_settings(s, self._activate)
             return embedded
         return EmbeddedEngine(self._load_bundle(), pool_size=s.pool_size)
 
@@ -187,12 +196,27 @@ class Veto:
         from veto_opa.translators import build
 
         if self.settings.bundle is not None:
-            return load_bundle(self.settings.bundle, key_from_settings(self.settings))
-        self._sources = [Path(p) for p in self.settings.policies]
-        self._mtimes = self._stat_sources()
-        compiled = build(self._sources)
-        self._policy_redact = tuple(path for p in compiled.policies for path in p.redact)
-        return compiled.bundle()
+            bundle = load_bundle(self.settings.bundle, key_from_settings(self.settings))
+        else:
+            self._sources = [Path(p) for p in self.settings.policies]
+            self._mtimes = self._stat_sources()
+            compiled = build(self._sources)
+            self._policy_redact = tuple(path for p in compiled.policies for path in p.redact)
+            bundle = compiled.bundle()
+        self._fact_spec = _fact_spec(bundle)
+        return bundle
+
+    def _activate(self, bundle: Bundle) -> None:
+        """Decide with a bundle the bundle service downloaded (and verified) from now on.
+
+        Raises:
+            BundleError: the engine refused it; the previous one stays in use.
+        """
+        spec = _fact_spec(bundle)
+        with self._lock:
+            self.engine.reload(bundle)
+            self._fact_spec = spec
+            self._facts = Facts(spec, key=self._key)
 
     def _make_redactor(self) -> Redactor:
         paths = [*self._policy_redact, *self.settings.redact]
@@ -231,6 +255,7 @@ class Veto:
             redactor = self._make_redactor()
             self.engine.reload(bundle)
             self._redactor = redactor
+            self._facts = Facts(self._fact_spec, key=self._key)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.reload_interval):
@@ -297,13 +322,17 @@ class Veto:
         failure: BaseException | None = None
         cause: str | None = None
         opa_decision_id: str | None = None
+        computed = NO_FACTS
         try:
             call = check_call(tool, arguments, context, model, call_id,
                               max_bytes=self.settings.max_argument_bytes)
             if invalid is not None:
                 raise InvalidToolCall(invalid)
-            answer = self.engine.decide(call.input_document(),
-                                        headers=spans.trace_headers(span))
+            document = call.input_document()
+            computed = self._facts.compute(call.tool, call.arguments)
+            if computed.document:
+                document["facts"] = computed.document
+            answer = self.engine.decide(document, headers=spans.trace_headers(span))
             verdict, opa_decision_id = answer.verdict, answer.opa_decision_id
         except (EngineError, InvalidToolCall) as e:
             failure, cause = e, e.cause
@@ -323,7 +352,8 @@ class Veto:
                     verdict=verdict, engine=self.engine.name,
                     latency_us=(time.perf_counter_ns() - started) // 1000,
                     approval_id=approval_id, cause=cause, trace_id=trace_id, span_id=span_id,
-                    opa_decision_id=opa_decision_id))
+                    opa_decision_id=opa_decision_id,
+                    facts=recorded_facts(computed, self._redactor.parsed, self._key)))
             except Exception as e:  # noqa: BLE001 - an unrecorded call must not run
                 log.error("veto-opa could not record decision %s: %s", decision_id, e)
                 failure, cause = e, "record_error"
@@ -332,6 +362,10 @@ class Veto:
         if self.decision_logs is not None:
             self._log_decision(decision_id, call, verdict, trace_id, span_id, started)
         if span is not None:
+            if computed.document:
+                span.set_attributes(span_attributes(computed, recorded_facts(
+                    computed, self._redactor.parsed, self._key)
+                    if self.settings.capture_arguments else None))
             self._finish_span(span, verdict, call, approval_id, cause, failure, opa_decision_id)
         return Decision(verdict, decision_id, approval_id, cause, trace_id, span_id)
 
@@ -579,5 +613,28 @@ def _storable_context(context: object) -> tuple[dict[str, Any], str | bytes | No
         except (TypeError, ValueError, RecursionError):
             pass
     return {}, digest_text(context)
+
+
+def _fact_spec(bundle: Bundle) -> Spec:
+    """The facts declarations of a bundle (``data.veto.facts``).
+
+    Raises:
+        VetoError: they are not usable.
+    """
+    try:
+        return spec_from_data(bundle.data_documents())
+    except ValueError as e:
+        raise VetoError(f"the bundle's facts declarations are not usable: {e}") from None
+
+
+def _remote_facts(engine: RestEngine) -> Spec:
+    """The facts declarations of the bundle an OPA server holds (``data.veto.facts``); none
+    when they cannot be read, logged: rules that read facts then fail closed."""
+    try:
+        return spec_from_data([("veto.facts", engine.document("veto/facts"))])
+    except (EngineError, ValueError) as e:
+        log.error("veto-opa could not read the facts declarations from OPA (rules reading "
+                  "facts will fail closed): %s", e)
+        return {}
 
 

@@ -102,8 +102,8 @@ def test_syntax_errors(text: str, offset: int, message: str) -> None:
 
 
 @pytest.mark.parametrize("text, offset, message", [
-    ("user.name == 'x'", 0, "unknown name 'user': expressions start from args, context, tool or "
-                            "model"),
+    ("user.name == 'x'", 0, "unknown name 'user': expressions start from args, context, tool, "
+                            "model or facts"),
     ("args.s.uper()", 7, "unknown method 'uper' (known: all, contains, endsWith, endswith, exists, "
                          "lower, matches, size, startsWith, startswith, trim, upper)"),
     ("args.s.Upper()", 7, "unknown method 'Upper'; did you mean 'upper'?"),

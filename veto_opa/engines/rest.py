@@ -177,6 +177,28 @@ class RestEngine:
         """
         raise VetoError(f"the OPA server at {self.url} loads its own bundles; reload there")
 
+    def document(self, path: str) -> Any:
+        """GET ``/v1/data/<path>``: a document of the bundle OPA holds (``veto/facts``), or
+        None when it is undefined. On the engine's kept-alive connections, as :meth:`decide`.
+
+        Raises:
+            EngineUnavailable: OPA cannot be reached (or did not answer in time).
+            EngineProtocolError: OPA answered other than 200 with a JSON object.
+        """
+        url = httpx.URL(f"{self.url}/v1/data/{path.strip('/')}")
+        status, content = self._send("GET", url, b"", self._headers)
+        if status != 200:
+            raise EngineProtocolError(f"OPA answered HTTP {status} for {path}: "
+                                      f"{_error_message(content)}")
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        if type(body) is not dict:
+            raise EngineProtocolError(f"OPA's answer for {path} is not a JSON object: "
+                                      f"{_excerpt(content)}")
+        return body.get("result")
+
     def close(self) -> None:
         """Close the keep-alive connections; ``decide`` raises EngineUnavailable afterwards."""
         self._closed = True

@@ -49,6 +49,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "arguments_sha256",
     "erased",
     "context",
+    "facts",
     "model",
     "call_id",
     "policy_name",

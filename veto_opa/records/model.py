@@ -170,7 +170,10 @@ class DecisionRecord(_Entry):
     were unusable); the digest of the original arguments is ``arguments_sha256`` when the
     policy redacts nothing, ``arguments_hmac`` (keyed) when it does (see :class:`RecordedCall`);
     ``erased`` names the redacted paths. ``cause`` is set when the decision is a fail-closed
-    deny (``"engine_timeout"``, ``"invalid_tool_call"``).
+    deny (``"engine_timeout"``, ``"invalid_tool_call"``). ``facts`` is ``input.facts`` as the
+    engine saw it (each fact names its parser and version), with the facts of redacted
+    arguments as keyed digests; None when no fact was declared for the tool (and in records
+    written before facts existed).
     """
 
     kind: Literal["decision"] = "decision"
@@ -184,6 +187,7 @@ class DecisionRecord(_Entry):
     erased: list[str] = Field(default_factory=list)
     context: JSONObject = Field(default_factory=dict)
     context_digest: str | None = None
+    facts: JSONObject | None = None
     model: str | None = None
     call_id: str | None = None
     decision: Action
@@ -285,6 +289,7 @@ class GuardRecord:
     trace_id: str | None = None
     span_id: str | None = None
     opa_decision_id: str | None = None
+    facts: JSONObject | None = None   # input.facts as recorded (redacted arguments' keyed)
 
     def document(self) -> dict[str, Any]:
         call, verdict = self.call, self.verdict
@@ -300,6 +305,7 @@ class GuardRecord:
             "erased": list(call.erased),
             "context": call.context,
             "context_digest": call.context_digest,
+            "facts": self.facts,
             "model": call.model,
             "call_id": call.call_id,
             "decision": verdict.decision,

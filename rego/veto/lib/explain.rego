@@ -75,6 +75,8 @@ _eval("var", node, env, _) := {"v": env[node.i]}
 
 _eval("field", node, env, acc) := field(acc[[node.c[0], env]], node.n, node.t, node.tt)
 
+_eval("fact", node, env, acc) := fact(acc[[node.c[0], env]], node.n, node.t, node.tt)
+
 _eval("index", node, env, acc) := index(acc[[node.c[0], env]], acc[[node.c[1], env]], node.t, node.tt)
 
 _eval("not", node, env, acc) := lnot(acc[[node.c[0], env]], node.ot)
@@ -137,6 +139,19 @@ field(r, name, text, target_text) := r if {
 } else := {"v": r.v[name]} if {
 	_ = r.v[name]
 } else := {"e": sprintf("%s is missing", [text])}
+
+# METADATA
+# description: |
+#   target.name where target is a fact (facts.<argument>): a fact that its parser could not
+#   compute is {"error": why, "parser": ...}, and reading another field of it says why.
+fact(r, name, text, target_text) := {"e": sprintf("%s could not be computed: %s", [target_text, r.v.error])} if {
+	is_string(r.v.error)
+	not _has_member(r.v, name)
+} else := field(r, name, text, target_text)
+
+_has_member(o, name) if {
+	_ = o[name]
+}
 
 # METADATA
 # description: target[index]
