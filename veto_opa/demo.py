@@ -231,7 +231,8 @@ def _print_records(veto: Veto, calls: Sequence[CallResult], out: IO[str]) -> Non
             print(f"  {record.decision:<17} {record.tool:<14} "
                   f"{record.rule or record.cause or '-':<34} {outcome}", file=out)
     result = veto.records.verify()
-    print(f"  {result.count} entries (decisions and outcomes) in {veto.records.path}, "
+    where = veto.settings.home / "records.sqlite3"
+    print(f"  {result.count} entries (decisions, outcomes, approval events) in {where}, "
           f"hash chain {'intact' if result.ok else 'BROKEN'}", file=out)
 
 

@@ -494,3 +494,18 @@ def test_tls_files_that_cannot_be_loaded(tmp_path: Path) -> None:
         RestEngine("https://localhost:8181", verify=str(tmp_path / "missing.pem"))
     with pytest.raises(ValueError, match="cannot load the TLS files for OPA"):
         RestEngine("https://localhost:8181", cert=str(tmp_path / "missing.pem"))
+
+
+def test_document_reads_a_document_of_the_bundle(rest: RestEngine, standin: OpaStandin) -> None:
+    assert rest.document("veto/no_such_document") is None   # undefined: no result
+    assert isinstance(rest.document("veto/rules"), dict)
+    standin.status, standin.body = 500, b'{"code": "internal_error", "message": "boom"}'
+    with pytest.raises(EngineProtocolError, match="OPA answered HTTP 500 for veto/facts: boom"):
+        rest.document("veto/facts")
+
+
+def test_reload_is_for_the_server_to_do(rest: RestEngine, seed_bundle: Any) -> None:
+    from veto_opa.errors import VetoError
+
+    with pytest.raises(VetoError, match="loads its own bundles"):
+        rest.reload(seed_bundle)

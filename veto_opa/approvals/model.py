@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from veto_opa.records.model import canonical_json, sha256_digest
+from veto_opa._json import canonical_json, sha256_digest
 
 Status = Literal["pending", "approved", "rejected", "expired", "used"]
 STATUSES: tuple[Status, ...] = get_args(Status)

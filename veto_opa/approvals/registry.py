@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from veto_opa.approvals.model import ANY, Request, names_in
 from veto_opa.errors import ApprovalError
-from veto_opa.records.model import canonical_json
+from veto_opa._json import canonical_json
 
 REGISTRY_FILE = "approvers.yaml"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")

@@ -52,10 +52,13 @@ from veto_opa.errors import (
     EngineTimeout,
     EngineUnavailable,
     PolicyNotLoaded,
+    VetoError,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from veto_opa.translators.bundle import Bundle
 
 _EXCERPT = 80
 _NO_ANSWER = "Server disconnected without sending a response"   # h11's words, via httpcore
@@ -189,7 +192,7 @@ class RestEngine:
         status, content = self._send("GET", url, b"", self._headers)
         if status != 200:
             raise EngineProtocolError(f"OPA answered HTTP {status} for {path}: "
-                                      f"{_error_message(content)}")
+                                      f"{error_message(content)}")
         try:
             body = json.loads(content)
         except ValueError:

@@ -20,15 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from veto_opa._json import canonical_json
 from veto_opa.facts.cache import FactCache
 from veto_opa.facts.compute import fact
 from veto_opa.facts.spec import FactSpec, Spec
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 kept (the records' canonical form)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from veto_opa import spans
 from veto_opa.errors import RecordError, VetoError
 from veto_opa.mistral import schema as schemas
-from veto_opa.records.model import canonical_json, loads_json
+from veto_opa._json import canonical_json, loads_json
 
 if TYPE_CHECKING:
     import jsonschema
