@@ -18,8 +18,8 @@ background thread rather than inside some caller's append.
 **Group commit.** Appends from many threads are gathered: the first thread to find no write
 in progress becomes the leader, takes every pending record (up to ``max_batch``), writes them
 in one ``BEGIN IMMEDIATE`` transaction, commits once and wakes every waiter; threads that
-arrived meanwhile form the next batch. When the previous batch had several writers, a new
-leader waits up to ``linger`` (0.5 ms) for as many to arrive. One commit (one fsync under
+arrived meanwhile form the next batch. A leader never waits for writers to arrive (that put
+the threads in lock step and left the CPUs idle). One commit (one fsync under
 ``"full"``) is shared by the whole batch, and the chain order is the order of sequence numbers.
 Callers validate their own record before queueing; the leader only assigns sequence and
 hashes, so little Python runs under the write lock.
@@ -344,8 +344,6 @@ class SQLiteRecordStore:
         create: create the database if it does not exist; with False a missing file is an
             error (the CLI's read commands).
         max_batch: most entries written in one group-commit transaction.
-        linger: seconds a leader may wait for the writers it expects (as many as joined the
-            previous batch) before committing; 0 disables. A lone writer never waits.
 
     Raises:
         RecordError: the database cannot be opened, created or written.
@@ -359,7 +357,6 @@ class SQLiteRecordStore:
         busy_timeout: float = 10.0,
         create: bool = True,
         max_batch: int = 1024,
-        linger: float = 0.0005,
     ) -> None:
         if synchronous not in ("normal", "full", "extra"):
             raise ValueError(
@@ -369,15 +366,9 @@ class SQLiteRecordStore:
         self.synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._max_batch = max(1, max_batch)
-        self._linger = max(0.0, linger)
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # batch done / leader free
-        self._arrived = threading.Condition(lock)  # an entry joined the queue
+        self._cond = threading.Condition(threading.Lock())  # batch done / leader free
         self._queue: list[_Pending] = []
         self._writing = False
-        self._lingering = False
-        self._expected = 1
-        self._last_batch = 1
         self._closed = False
         self._read_lock = threading.Lock()
         self._checkpoint_due = threading.Event()
@@ -559,8 +550,6 @@ class SQLiteRecordStore:
             if self._closed:
                 raise RecordError(f"the record store {self.path} is closed")
             self._queue.append(item)
-            if self._lingering and len(self._queue) >= self._expected:
-                self._arrived.notify()
         while True:
             with cond:
                 while self._writing and not item.done:
@@ -575,7 +564,6 @@ class SQLiteRecordStore:
                     cond.notify_all()
                     break
                 self._writing = True
-                self._linger_for_writers()
                 batch = self._queue[: self._max_batch]
                 del self._queue[: len(batch)]
             try:
@@ -587,7 +575,6 @@ class SQLiteRecordStore:
                         if pending.result is None and pending.error is None:
                             pending.error = "the write was interrupted"
                         pending.done = True
-                    self._last_batch = len(batch)
                     self._writing = restart  # still ours while the WAL is reset
                     cond.notify_all()
                 if restart:
@@ -603,26 +590,6 @@ class SQLiteRecordStore:
             raise RecordError(item.refusal)
         assert item.result is not None
         return item.result
-
-    def _linger_for_writers(self) -> None:
-        # Called by a new leader, lock held. When the previous batch had several writers they
-        # are probably about to enqueue again: waiting a fraction of a millisecond lets them
-        # join this commit. Beyond sharing the commit, it keeps them from competing with the
-        # leader for the GIL while it writes, which otherwise costs more than the write.
-        expected = min(self._last_batch, self._max_batch)
-        if self._linger <= 0 or expected <= 1 or len(self._queue) >= expected:
-            return
-        deadline = time.monotonic() + self._linger
-        self._expected = expected
-        self._lingering = True
-        try:
-            while len(self._queue) < expected and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._arrived.wait(remaining)
-        finally:
-            self._lingering = False
 
     def _write_batch(self, batch: list[_Pending], checked: bool = False) -> None:
         # While another process holds the write lock, try again in short steps (see
