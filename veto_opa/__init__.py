@@ -19,7 +19,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from veto_opa.config import VetoSettings
-from veto_opa.decision import Decision
+from veto_opa.decision import Decision, Match, RuleError, Verdict
 from veto_opa.errors import (
     ApprovalError,
     ApprovalExpired,
@@ -56,12 +56,16 @@ __all__ = [
     "EngineTimeout",
     "EngineUnavailable",
     "InvalidToolCall",
+    "Match",
     "PolicyError",
     "PolicyNotLoaded",
     "RecordError",
+    "RuleError",
     "SignatureError",
     "ToolCallBlocked",
+    "Verdict",
     "Veto",
+    "VetoError",
     "VetoSettings",
     "__version__",
 ]
