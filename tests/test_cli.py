@@ -137,7 +137,7 @@ def test_rego_prints_generated_modules(capsys) -> None:
     assert "package veto.policies.platform" in out
     assert "platform_test" not in out
     code, out, _ = run(capsys, "rego", "--tests", "--library", PLATFORM)
-    assert "package veto.policies.platform_test" in out and "package veto.lib.explain" in out
+    assert "package veto.policies.platform_test" in out and "package veto.lib.ops" in out
 
 
 @pytest.mark.parametrize("command", ["check", "build", "test", "eval", "rego", "verify", "demo"])

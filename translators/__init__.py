@@ -7,8 +7,9 @@
 
 The pipeline, one module each: ``source`` (YAML with positions) → ``schema`` (pydantic) →
 ``loader`` (checked ``Policy``) with ``tokens`` → ``parser`` → ``checker`` for conditions;
-then ``generator`` and ``explainer`` (conditions → Rego) → ``compiler`` (modules from the
-``templates``) → ``bundle`` (manifest, tar.gz, signatures). ``evaluator`` is the reference
+then ``generator`` (conditions → Rego) and ``details`` (Rego naming why a condition is in
+error) → ``compiler`` (modules from the ``templates``) → ``bundle`` (manifest, tar.gz,
+signatures). ``evaluator`` is the reference
 semantics the generated Rego is tested against; ``regotest`` runs Rego unit tests.
 """
 
@@ -40,7 +41,7 @@ def build(paths: Sequence[str | Path]) -> Compiled:
 def _collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector, if it runs, for the duration.
 
-    A build makes hundreds of thousands of small objects (nodes, types, explainer data), most
+    A build makes hundreds of thousands of small objects (nodes, types, Rego text), most
     of which live until it returns, and no reference cycles: the collector would walk them
     again and again as the heap grows, for nothing (a sixth of the time of 1,000 rules).
     Reference counting still frees everything. Whoever found it running turns it back on.

@@ -3,10 +3,10 @@
 ``compile_policies`` renders one module per policy (``veto/policies/<name>.rego``), one test
 module per policy with examples (``<name>_test.rego``), and ``veto/bundle.rego`` with the
 revision, and adds the hand-written library of ``rego/veto``. The templates in
-``templates/`` hold the structure only; conditions come from :mod:`generator`. What the
-decision only reads is data, which OPA does not compile: each rule's order, action, reason
-and approvers (``veto/rules/<name>``) and each condition's form for error details
-(``veto/conditions/<name>``, JSON text).
+``templates/`` hold the structure only; conditions come from :mod:`generator`, and the
+detail of a condition in error from :mod:`details`. What the decision only reads is data,
+which OPA does not compile: each rule's order, action, reason and approvers
+(``veto/rules/<name>``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jinja2
 from veto_opa import __version__
 from veto_opa.translators import rego
 from veto_opa.translators.bundle import Bundle, build_bundle
-from veto_opa.translators import explainer
+from veto_opa.translators.details import Explainer
 from veto_opa.translators.generator import ConditionCompiler, Scope, _block
 from veto_opa.translators.policy import Policy, Rule
 
@@ -112,9 +112,6 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
             modules[p.test_module_path] = test_module(p)
         if p.rules:
             data[f"veto/rules/{p.name}"] = rules_data(p)
-        conditions = conditions_data(p)
-        if conditions:
-            data[f"veto/conditions/{p.name}"] = conditions
     modules["veto/bundle.rego"] = _env.get_template("bundle.rego.j2").render(
         version=__version__,
         revision=rego.string(revision),
@@ -149,16 +146,6 @@ def rules_data(policy: Policy) -> dict[str, Any]:
     for the rules that apply or are in error."""
     return {rule.name: {"index": rule.index, "action": rule.action, "message": rule.reason,
                         "approvers": sorted(set(rule.approvers))} for rule in policy.rules}
-
-
-def conditions_data(policy: Policy) -> dict[str, str]:
-    """Each rule's condition as data, read by ``veto.lib.explain`` for error details, in JSON
-    text: OPA loads a string as one value, where the decoded form of a condition is about forty
-    (converted, stored and scanned by Go's collector while the policies compile), and only a
-    rule in error is ever explained."""
-    return {rule.name: json.dumps(explainer.spec(rule.when.node), ensure_ascii=False,
-                                  separators=(",", ":"))
-            for rule in policy.rules if rule.when is not None}
 
 
 def policy_module(policy: Policy) -> str:
@@ -212,10 +199,14 @@ def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
     bodies = [_block(b) for b in falsity]
     bodies += [f"true if {_block(b)}" for b in truth]
     bodies[1:len(falsity)] = [f"false if {b}" for b in bodies[1:len(falsity)]]
+    # Neither: the condition is in error, and the detail rule says why.
+    detail = Explainer(compiler).rule(f"{prefix}_D")
     ctx.update(
         status=prefix,
         bodies=bodies,
         alternatives=len(truth) + len(falsity),
+        detail_name=f"{prefix}_D",
+        detail=detail,
         helpers=compiler.helpers,
         uses_ops=compiler.uses_ops,
     )

@@ -9,7 +9,7 @@ missing or ill-typed. Errors propagate from the leftmost erroring operand, excep
 ``&&`` and ``||``, which absorb them as CEL does: ``false && error`` is false and
 ``true || error`` is true, whichever side errs. ``has(path)`` never errs.
 
-The detail texts are defined once, in :data:`MESSAGES`; ``rego/veto/lib/explain.rego`` builds
+The detail texts are defined once, in :data:`MESSAGES`; the Rego of :mod:`details` builds
 the same strings.
 """
 

@@ -3,8 +3,8 @@
 Nodes are small frozen classes that list their children and carry the span of source text
 they were parsed from (``start``/``end`` character offsets into the expression, and ``text``,
 that span with runs of whitespace folded to one space, used in error details). ``key`` names
-the node kind; every back end (checker, evaluator, Rego generator, explainer) has one handler
-per key.
+the node kind; every back end (checker, evaluator, Rego generator, error details) has one
+handler per key.
 """
 
 from __future__ import annotations

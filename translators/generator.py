@@ -6,8 +6,8 @@ condition is an *error* (three-valued semantics, see DESIGN.md). Disjunctions be
 rules with one body per alternative; values that might be missing or ill-typed are guarded
 (``is_string(x)``) before a builtin sees them, since OPA raises on ill-typed builtin calls.
 
-A third, slower compilation — into calls of the ``veto.lib.explain`` library, which carries
-errors as values — runs only when a rule is in error, to name what was missing or ill-typed.
+What was missing or ill-typed when a condition is an error is compiled from the same tree
+by :mod:`details`.
 
 The reference evaluator (:mod:`evaluator`) is the oracle for all of this: the tests evaluate
 both on the same corpora and compare true / false / error and the detail.
@@ -162,6 +162,17 @@ class ConditionCompiler:
         if node not in self.constants:
             self.constants[node] = evaluator.evaluate(node, {})
         return self.constants[node]
+
+    @staticmethod
+    def is_variable(constant: object) -> bool:
+        """Whether a value of :meth:`constant` means that the node reads the input."""
+        return constant is _VARIABLE
+
+    def macro_var(self, name: str) -> str:
+        """A new Rego variable for the macro variable ``name``: two macros in one body
+        (``a && b``) may not declare the same name."""
+        n = self.macro_vars[name] = self.macro_vars.get(name, 0) + 1
+        return f"v_{name}" if n == 1 else f"v{n}_{name}"
 
     def truth(self, node: ex.Node, scope: Scope) -> Stmts:
         """Statements that succeed exactly when ``node`` is true."""
@@ -467,10 +478,7 @@ class ConditionCompiler:
     def _macro(self, node: ex.Macro, scope: Scope, decide: bool) -> Stmts:
         target = self.solid(self.value(node.target, scope))
         stmts = [*target.stmts, *self.guard(target, node.target, frozenset({ARRAY}))]
-        # Each macro gets its own Rego variable: two macros in one body (a && b) may not
-        # declare the same name.
-        n = self.macro_vars[node.var] = self.macro_vars.get(node.var, 0) + 1
-        var = f"v_{node.var}" if n == 1 else f"v{n}_{node.var}"
+        var = self.macro_var(node.var)
         # OPA rejects a declared variable that nothing uses.
         used = _uses(node.body, node.var)
         loop_var = var if used else "_"
@@ -481,6 +489,10 @@ class ConditionCompiler:
         body = self.truth(node.body, inner) if decide else self.falsity(node.body, inner)
         if some:
             return [*stmts, f"some {loop_var} in {target.term}", *body]
+        if body == ["false"]:
+            # No element satisfies the body (a constant that folded to false): only an
+            # empty list does; `every v in t { false }` would declare v for nothing.
+            return [*stmts, f"count({target.term}) == 0"]
         return [*stmts, f"every {loop_var} in {target.term} {_block(body)}"]
 
 

@@ -34,9 +34,8 @@ from pydantic import BaseModel, ValidationError
 from veto_opa.errors import PolicyError
 from veto_opa.translators.checker import check
 from veto_opa.translators.diagnostics import (
-    BAD_GLOB, DUPLICATE, FILE, LIMIT, SCHEMA, UNKNOWN_KEY, UNKNOWN_NAME, Diagnostic,
+    BAD_GLOB, DUPLICATE, FILE, SCHEMA, UNKNOWN_KEY, UNKNOWN_NAME, Diagnostic,
 )
-from veto_opa.translators import explainer
 from veto_opa.translators.parser import ParseError, parse
 from veto_opa.translators.policy import (
     Example, Expectation, Policy, Rule, environment_condition,
@@ -350,13 +349,6 @@ class _FileChecker:
         self.expression_problems(i, text, [*parsed.problems, *checked.problems])
         if parsed.problems or checked.problems:
             return checked
-        needed = explainer.levels(parsed.node)
-        if needed > explainer.MAX_LEVELS - 2:   # two spare for the environments shortcut
-            self.report(self.doc.value_position(("rules", i, "when")), LIMIT,
-                        f"condition nests too deeply to be explained: it needs {needed} "
-                        f"evaluation levels, at most {explainer.MAX_LEVELS - 2} are supported; "
-                        "split it into several rules")
-            return None
         if environments is None:
             return checked
         # The folded condition is what gets compiled. Its problems are the condition's own,

@@ -4,19 +4,17 @@
 #   Combines every compiled Veto policy package under data.veto.policies into one
 #   decision for the tool call in input. Each policy package defines `policy` (name,
 #   load index, default, source) and `status`: a pair [rule, value] for each rule that
-#   governs this tool, where value is its condition's, true, false or "error". Each
-#   rule's index, action, reason and approvers are data, data.veto.rules.<policy>.<rule>
-#   (data costs OPA nothing to compile; a table in the package would). Why a condition
-#   could not be evaluated comes from veto.lib.explain, which evaluates the condition's
-#   data form in data.veto.conditions.<policy>.<rule>.
+#   governs this tool, where value is its condition's, true, false or {"error": detail}
+#   when it is neither, the detail saying what was missing or ill-typed (generated with
+#   the condition). Each rule's index, action, reason and approvers are data,
+#   data.veto.rules.<policy>.<rule> (data costs OPA nothing to compile; a table in the
+#   package would).
 #
 #   The bundle's own package, veto.bundle (generated), lists its policies and holds the
 #   decision for calls that no rule applies to; without it, both are worked out here.
 #   Everything is a complete rule without arguments, which OPA evaluates once per query
 #   (function calls would hash their arguments on every call).
 package veto
-
-import data.veto.lib.explain
 
 # METADATA
 # title: Decision for this tool call
@@ -89,15 +87,6 @@ _hits := sort([[p.index, meta.index, name, rule, status, meta] |
 	meta := data.veto.rules[name][rule]
 ])
 
-# What was missing or ill-typed, for each rule in error.
-_details[[name, rule]] := _detail(name, rule) if {
-	some [_, _, name, rule, "error", _] in _hits
-}
-
-_detail(policy, rule) := d if {
-	d := explain.detail(data.veto.conditions[policy][rule])
-} else := "the condition could not be evaluated"
-
 # A rule applies when its condition is true, and a deny or require_approval rule also when
 # its condition is an error (fail closed).
 _applying := [{
@@ -113,14 +102,26 @@ _applying := [{
 
 _applies(true, _)
 
-_applies("error", action) if action != "allow"
+_applies(status, action) if {
+	_ = status.error
+	action != "allow"
+}
 
-_message(name, rule, "error", _) := sprintf("rule %s could not be evaluated: %s", [rule, _details[[name, rule]]])
+_message(_, rule, status, _) := sprintf("rule %s could not be evaluated: %s", [rule, _detail(status)]) if {
+	_ = status.error
+}
 
 _message(_, _, true, meta) := meta.message
 
-_errors := [{"rule": rule, "detail": _details[[name, rule]], "policy": name} |
-	some [_, _, name, rule, "error", _] in _hits
+# What was missing or ill-typed; a detail that is not a string (a status written by hand)
+# still fails closed with a generic one.
+_detail(status) := status.error if {
+	is_string(status.error)
+} else := "the condition could not be evaluated"
+
+_errors := [{"rule": rule, "detail": _detail(status), "policy": name} |
+	some [_, _, name, rule, status, _] in _hits
+	_ = status.error
 ]
 
 _actions := {e.action | some e in _applying}

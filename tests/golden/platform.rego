@@ -8,15 +8,17 @@
 #   source: "examples/platform.yaml"
 package veto.policies.platform
 
+import data.veto.lib.ops
+
 # METADATA
 # description: |
 #   This policy's name, load order among the bundle's policies, and default. Each rule
 #   below adds [rule, value] to `status` when it governs this tool, where value is its
-#   condition's, true, false or "error" (and then data.veto.conditions.<policy>.<rule>
-#   says why); the decision (package veto) reads the rule's order, action, reason and
-#   approvers in data.veto.rules.<policy>.<rule>. `status` is a partial set, not an
-#   object, because OPA indexes the bodies of partial sets by `input.tool`, so that rules
-#   for other tools cost nothing.
+#   condition's: true, false, or {"error": detail} when it is neither, the detail saying
+#   what was missing or ill-typed; the decision (package veto) reads the rule's order,
+#   action, reason and approvers in data.veto.rules.<policy>.<rule>. `status` is a
+#   partial set, not an object, because OPA indexes the bodies of partial sets by
+#   `input.tool`, so that rules for other tools cost nothing.
 policy := {"name": "platform", "index": 0, "default": "allow", "source": "examples/platform.yaml", "sha256": "ccdcf42e8e0fba01ae381bc584faca2d219e56e7dd88e1dd4ae82d4483acf664"}
 
 # ----------------------------------------------------------------------------------------
@@ -31,7 +33,7 @@ policy := {"name": "platform", "index": 0, "default": "allow", "source": "exampl
 
 status contains ["no_kubectl_in_kube_system", _no_kubectl_in_kube_system] if glob.match("kubectl_*", null, input.tool)
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true, or the error when the condition is neither (one body per alternative).
 _no_kubectl_in_kube_system := false if {
 	input.args.namespace != "kube-system"
 	not _no_kubectl_in_kube_system_H1
@@ -45,7 +47,23 @@ _no_kubectl_in_kube_system := false if {
 	_ = input.args.manifest
 	is_string(input.args.manifest)
 	contains(input.args.manifest, "namespace: kube-system")
-} else := "error"
+} else := {"error": _no_kubectl_in_kube_system_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_no_kubectl_in_kube_system_D := d if {
+	d := ops.path_error(input, ["args", "namespace"],
+		["args is missing", "args.namespace is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	d := ops.path_error(input, ["args", "manifest"],
+		["args is missing", "args.manifest is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	not is_string(input.args.manifest)
+	d := concat("", ["args.manifest.contains(\"namespace: kube-system\"): contains() cannot take ", type_name(input.args.manifest), ", string"])
+} else := "the condition could not be evaluated"
 
 _no_kubectl_in_kube_system_H1 if {
 	_ = input.args.manifest
@@ -63,13 +81,21 @@ _no_kubectl_in_kube_system_H1 if {
 status contains ["production_applies_need_review", _production_applies_need_review] if input.tool == "kubectl_apply"
 status contains ["production_applies_need_review", _production_applies_need_review] if input.tool == "kubectl_delete"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither.
 _production_applies_need_review := false if {
 	x1 := input.context.environment
 	not x1 in ["production"]
 } else := true if {
 	input.context.environment in ["production"]
-} else := "error"
+} else := {"error": _production_applies_need_review_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_production_applies_need_review_D := d if {
+	d := ops.path_error(input, ["context", "environment"],
+		["context is missing", "context.environment is missing"],
+		[null, ["context is not an object (found ", ")"]],
+	)
+} else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
 # Rule no_privileged_containers (examples/platform.yaml:30:5)
@@ -81,14 +107,25 @@ _production_applies_need_review := false if {
 
 status contains ["no_privileged_containers", _no_privileged_containers] if input.tool == "kubectl_apply"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither.
 _no_privileged_containers := false if {
 	is_string(input.args.manifest)
 	not regex.match("(?i)privileged:\\s*true", input.args.manifest)
 } else := true if {
 	is_string(input.args.manifest)
 	regex.match("(?i)privileged:\\s*true", input.args.manifest)
-} else := "error"
+} else := {"error": _no_privileged_containers_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_no_privileged_containers_D := d if {
+	d := ops.path_error(input, ["args", "manifest"],
+		["args is missing", "args.manifest is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	not is_string(input.args.manifest)
+	d := concat("", ["args.manifest.matches(\"(?i)privileged:\\\\s*true\"): matches() cannot take ", type_name(input.args.manifest), ", string"])
+} else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
 # Rule scale_limit (examples/platform.yaml:36:5)
@@ -101,14 +138,25 @@ _no_privileged_containers := false if {
 
 status contains ["scale_limit", _scale_limit] if input.tool == "kubectl_scale"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither.
 _scale_limit := false if {
 	is_number(input.args.replicas)
 	input.args.replicas <= 20
 } else := true if {
 	is_number(input.args.replicas)
 	input.args.replicas > 20
-} else := "error"
+} else := {"error": _scale_limit_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_scale_limit_D := d if {
+	d := ops.path_error(input, ["args", "replicas"],
+		["args is missing", "args.replicas is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	not ops.ordered(input.args.replicas, 20)
+	d := concat("", ["args.replicas > 20: cannot compare ", type_name(input.args.replicas), " with number"])
+} else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
 # Rule close_own_tickets (examples/platform.yaml:43:5)
@@ -120,9 +168,22 @@ _scale_limit := false if {
 
 status contains ["close_own_tickets", _close_own_tickets] if input.tool == "close_ticket"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither.
 _close_own_tickets := false if {
 	input.args.assignee != input.context.user
 } else := true if {
 	input.args.assignee == input.context.user
-} else := "error"
+} else := {"error": _close_own_tickets_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_close_own_tickets_D := d if {
+	d := ops.path_error(input, ["args", "assignee"],
+		["args is missing", "args.assignee is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	d := ops.path_error(input, ["context", "user"],
+		["context is missing", "context.user is missing"],
+		[null, ["context is not an object (found ", ")"]],
+	)
+} else := "the condition could not be evaluated"

@@ -7,15 +7,17 @@
 #   source: "examples/policies.yaml"
 package veto.policies.policies
 
+import data.veto.lib.ops
+
 # METADATA
 # description: |
 #   This policy's name, load order among the bundle's policies, and default. Each rule
 #   below adds [rule, value] to `status` when it governs this tool, where value is its
-#   condition's, true, false or "error" (and then data.veto.conditions.<policy>.<rule>
-#   says why); the decision (package veto) reads the rule's order, action, reason and
-#   approvers in data.veto.rules.<policy>.<rule>. `status` is a partial set, not an
-#   object, because OPA indexes the bodies of partial sets by `input.tool`, so that rules
-#   for other tools cost nothing.
+#   condition's: true, false, or {"error": detail} when it is neither, the detail saying
+#   what was missing or ill-typed; the decision (package veto) reads the rule's order,
+#   action, reason and approvers in data.veto.rules.<policy>.<rule>. `status` is a
+#   partial set, not an object, because OPA indexes the bodies of partial sets by
+#   `input.tool`, so that rules for other tools cost nothing.
 policy := {"name": "policies", "index": 0, "default": "allow", "source": "examples/policies.yaml", "sha256": "c166a99fa68997cde5b6974cc9ebfe8d4f6883dfb219e4a4d01f8b813a16437d"}
 
 # ----------------------------------------------------------------------------------------
@@ -32,7 +34,7 @@ policy := {"name": "policies", "index": 0, "default": "allow", "source": "exampl
 
 status contains ["block_production_database_deletes", _block_production_database_deletes] if input.tool == "execute_sql"
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true, or the error when the condition is neither (one body per alternative).
 _block_production_database_deletes := false if {
 	input.context.environment != "production"
 } else := false if {
@@ -56,7 +58,23 @@ _block_production_database_deletes := false if {
 	is_string(input.args.statement)
 	s1 := upper(input.args.statement)
 	startswith(s1, "DELETE")
-} else := "error"
+} else := {"error": _block_production_database_deletes_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_block_production_database_deletes_D := d if {
+	d := ops.path_error(input, ["context", "environment"],
+		["context is missing", "context.environment is missing"],
+		[null, ["context is not an object (found ", ")"]],
+	)
+} else := d if {
+	d := ops.path_error(input, ["args", "statement"],
+		["args is missing", "args.statement is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	not is_string(input.args.statement)
+	d := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)])
+} else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
 # Rule scope_database_access (examples/policies.yaml:13:5)
@@ -70,13 +88,21 @@ _block_production_database_deletes := false if {
 
 status contains ["scope_database_access", _scope_database_access] if input.tool == "execute_sql"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither.
 _scope_database_access := false if {
 	input.args.database in ["analytics", "sandbox"]
 } else := true if {
 	x1 := input.args.database
 	not x1 in ["analytics", "sandbox"]
-} else := "error"
+} else := {"error": _scope_database_access_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_scope_database_access_D := d if {
+	d := ops.path_error(input, ["args", "database"],
+		["args is missing", "args.database is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
 # Rule block_schema_changes (examples/policies.yaml:21:5)
@@ -91,7 +117,7 @@ _scope_database_access := false if {
 
 status contains ["block_schema_changes", _block_schema_changes] if input.tool == "execute_sql"
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true, or the error when the condition is neither (one body per alternative).
 _block_schema_changes := false if {
 	input.context.environment != "production"
 } else := false if {
@@ -109,7 +135,23 @@ _block_schema_changes := false if {
 	is_string(input.args.statement)
 	s1 := upper(input.args.statement)
 	contains(s1, "CREATE TABLE")
-} else := "error"
+} else := {"error": _block_schema_changes_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_block_schema_changes_D := d if {
+	d := ops.path_error(input, ["context", "environment"],
+		["context is missing", "context.environment is missing"],
+		[null, ["context is not an object (found ", ")"]],
+	)
+} else := d if {
+	d := ops.path_error(input, ["args", "statement"],
+		["args is missing", "args.statement is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	not is_string(input.args.statement)
+	d := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)])
+} else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
 # Rule secret_rotation_high_value (examples/policies.yaml:31:5)
@@ -122,13 +164,21 @@ _block_schema_changes := false if {
 
 status contains ["secret_rotation_high_value", _secret_rotation_high_value] if input.tool == "rotate_secret"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither.
 _secret_rotation_high_value := false if {
 	x1 := input.args.service
 	not x1 in ["stripe", "auth-service", "vault-root"]
 } else := true if {
 	input.args.service in ["stripe", "auth-service", "vault-root"]
-} else := "error"
+} else := {"error": _secret_rotation_high_value_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_secret_rotation_high_value_D := d if {
+	d := ops.path_error(input, ["args", "service"],
+		["args is missing", "args.service is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
 # Rule block_root_secret_paths (examples/policies.yaml:38:5)
@@ -141,7 +191,7 @@ _secret_rotation_high_value := false if {
 
 status contains ["block_root_secret_paths", _block_root_secret_paths] if input.tool == "rotate_secret"
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true, or the error when the condition is neither (one body per alternative).
 _block_root_secret_paths := false if {
 	is_string(input.args.secret_path)
 	not startswith(input.args.secret_path, "/secrets/root")
@@ -152,7 +202,21 @@ _block_root_secret_paths := false if {
 } else := true if {
 	is_string(input.args.secret_path)
 	contains(input.args.secret_path, "master-key")
-} else := "error"
+} else := {"error": _block_root_secret_paths_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_block_root_secret_paths_D := d if {
+	d := ops.path_error(input, ["args", "secret_path"],
+		["args is missing", "args.secret_path is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	not is_string(input.args.secret_path)
+	d := concat("", ["args.secret_path.startswith(\"/secrets/root\"): startswith() cannot take ", type_name(input.args.secret_path), ", string"])
+} else := d if {
+	not is_string(input.args.secret_path)
+	d := concat("", ["args.secret_path.contains(\"master-key\"): contains() cannot take ", type_name(input.args.secret_path), ", string"])
+} else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
 # Rule read_only_for_viewer (examples/policies.yaml:45:5)
@@ -166,7 +230,7 @@ _block_root_secret_paths := false if {
 
 status contains ["read_only_for_viewer", _read_only_for_viewer] if input.tool == "execute_sql"
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true, or the error when the condition is neither (one body per alternative).
 _read_only_for_viewer := false if {
 	input.context.user_role != "viewer"
 } else := false if {
@@ -176,4 +240,20 @@ _read_only_for_viewer := false if {
 	input.context.user_role == "viewer"
 	is_string(input.args.statement)
 	not startswith(upper(input.args.statement), "SELECT")
-} else := "error"
+} else := {"error": _read_only_for_viewer_D}
+
+# Why the condition is in error: the first check that fails, in evaluation order.
+_read_only_for_viewer_D := d if {
+	d := ops.path_error(input, ["context", "user_role"],
+		["context is missing", "context.user_role is missing"],
+		[null, ["context is not an object (found ", ")"]],
+	)
+} else := d if {
+	d := ops.path_error(input, ["args", "statement"],
+		["args is missing", "args.statement is missing"],
+		[null, ["args is not an object (found ", ")"]],
+	)
+} else := d if {
+	not is_string(input.args.statement)
+	d := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)])
+} else := "the condition could not be evaluated"

@@ -54,7 +54,7 @@ def test_manifest_names_roots_version_and_sources() -> None:
     assert set(bundle.modules()) >= {"veto/decision.rego", "veto/policies/policies.rego",
                                      "veto/policies/platform.rego",
                                      "veto/policies/platform_test.rego", "veto/bundle.rego",
-                                     "veto/lib/explain.rego", "veto/lib/ops.rego"}
+                                     "veto/lib/ops.rego"}
 
 
 def test_tar_gz_decides_like_the_source(tmp_path: Path) -> None:

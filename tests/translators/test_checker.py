@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from veto_opa.translators import checker, evaluator, explainer, expressions as ex, generator
+from veto_opa.translators import checker, details, evaluator, expressions as ex, generator
 from veto_opa.translators.parser import parse
 from veto_opa.translators.types import ANY, T_BOOLEAN, T_NUMBER, T_STRING
 
@@ -71,13 +71,12 @@ def test_every_node_kind_has_a_handler_in_every_back_end() -> None:
     back_ends = {
         "checker": (checker._Checker, "{}_type"),
         "evaluator": (evaluator._Evaluator, "{}_eval"),
+        "error details": (details.Explainer, "{}_sites"),
     }
     for name, (cls, pattern) in back_ends.items():
         missing = [n.key for n in ex.NODE_TYPES if not hasattr(cls, pattern.format(n.key))]
         assert not missing, f"{name} lacks handlers for {missing}"
-    # The explainer's data form: macros and variables need the scope, and && and || chains
-    # are flattened; the rest is a table.
-    assert set(explainer.FIELDS) | {"macro", "var", "and", "or"} == {n.key for n in ex.NODE_TYPES}
+    assert set(details._SITES) == {n.key for n in ex.NODE_TYPES}
     # The Rego generator has a value handler or the boolean fallback, and truth/falsity
     # handlers or the value-based fallback, for every kind; the table is complete.
     for table in (generator._VALUE, generator._TRUTH, generator._FALSITY):

@@ -1,0 +1,480 @@
+"""Rego that names why a condition is in error: the explanation back end.
+
+The generator (:mod:`generator`) compiles each condition to bodies that decide it *true* and
+*false*; when neither succeeds the condition is an error. This module compiles the same tree
+to the Rego that says which error, with exactly the detail of the reference evaluator
+(:mod:`evaluator`, ``MESSAGES``).
+
+A condition's error comes from one *site*: a node whose operands have values but whose own
+check fails (a missing field, an ill-typed operand, a division by zero). Listed depth first,
+left to right, children before parents, the sites of a tree in error fire in an order where
+the first that fires is the evaluator's error: an operand is evaluated before its parent,
+and the leftmost erroring operand wins. So the detail is one ``else`` chain, one body per
+site, each ``<operands have values>; <own check fails>``, first match wins.
+
+Two constructs do not propagate errors and get *guards*, statements that the construct is in
+error, conjoined to the bodies of the sites below them:
+
+- ``&&`` and ``||`` absorb an error when another operand decides (``false && error`` is
+  false): a chain's sites are guarded by "the chain is neither true nor false", written
+  ``not <helper that is true when the chain is>``. What is already known is not guarded
+  again: the whole condition is known to be in error (the chain is only consulted then),
+  and in a chain in error each operand is known not to decide it, the last one to err.
+- ``exists``/``all`` absorb an element's error when another element decides: the first
+  erroring element's detail comes from a function of the element, guarded likewise.
+
+``has(path)`` never errs: the sites below it are dropped.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+from veto_opa.translators import evaluator
+from veto_opa.translators import expressions as ex
+from veto_opa.translators import rego
+from veto_opa.translators.functions import (
+    ARRAY, BOOLEAN, GLOBALS, METHODS, NUMBER, OBJECT, STRING, Function,
+)
+from veto_opa.translators.generator import ConditionCompiler, Scope, Stmts, Val, _block, _call
+from veto_opa.translators.types import T_BOOLEAN, Type
+
+FALLBACK = "the condition could not be evaluated"
+"""The detail when no site fires: never, if the generated Rego is right (the differential
+tests hold it to that); it keeps the decision defined, and failing closed, if it is not."""
+
+_T, _F = "T", "F"
+Known = frozenset[str]
+"""Outcomes a node is known not to have: ``T`` (true), ``F`` (false); both: in error."""
+
+NOTHING: Known = frozenset()
+ERROR: Known = frozenset({_T, _F})
+
+
+class Term(NamedTuple):
+    """A Rego term in a detail text (``type_name(x1)``), as opposed to literal text."""
+
+    rego: str
+
+
+@dataclass(frozen=True)
+class Site:
+    """One way a condition can be in error: the body that detects it and the detail."""
+
+    stmts: tuple[str, ...]
+    detail: str
+
+
+Piece = str | Term
+
+
+def detail(kind: str, **fields: Piece | list[Piece]) -> str:
+    """The Rego expression of ``MESSAGES[kind]`` with ``fields`` (literal text, terms, or
+    lists of both): a string literal when all is literal text, else a ``concat``."""
+    pieces: list[Piece] = []
+    for literal, name, _, _ in string.Formatter().parse(evaluator.MESSAGES[kind]):
+        if literal:
+            pieces.append(literal)
+        if name is not None:
+            field = fields[name]
+            pieces += field if isinstance(field, list) else [field]
+    merged: list[Piece] = []
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    if len(merged) == 1 and isinstance(merged[0], str):
+        return rego.string(merged[0])
+    terms = [p.rego if isinstance(p, Term) else rego.string(p) for p in merged]
+    return f'concat("", [{", ".join(terms)}])'
+
+
+_GUARDS = {
+    STRING: "is_string({})",
+    NUMBER: "is_number({})",
+    ARRAY: "is_array({})",
+    OBJECT: "is_object({})",
+    BOOLEAN: "is_boolean({})",
+}
+
+
+def _has_type(term: str, accepted: Type) -> str:
+    """A statement true when ``term`` has one of the ``accepted`` types."""
+    if len(accepted) == 1:
+        return _GUARDS[next(iter(accepted))].format(term)
+    names = ", ".join(rego.string(t) for t in sorted(accepted))
+    return f"type_name({term}) in {{{names}}}"
+
+
+class Explainer:
+    """Compiles the error detail of one rule's condition, next to its :class:`ConditionCompiler`
+    (whose values, helpers and names it shares)."""
+
+    def __init__(self, compiler: ConditionCompiler) -> None:
+        self.cc = compiler
+        self.n_functions = 0
+
+    # -- entry point ---------------------------------------------------------------------
+
+    def rule(self, name: str) -> str:
+        """The rule ``name`` whose value is the detail of the condition, known to be in error."""
+        sites = self.boolean_sites(self.cc.checked.node, Scope(), ERROR)
+        return _chain(name, sites, FALLBACK)
+
+    # -- sites -----------------------------------------------------------------------------
+
+    def sites(self, node: ex.Node, scope: Scope, known: Known) -> list[Site]:
+        """The sites of ``node``: the first that fires is its error, none fires if it has none."""
+        constant = self.cc.constant(node)
+        if not self.cc.is_variable(constant):
+            if isinstance(constant, evaluator.Err):
+                return [Site((), rego.string(constant.detail))]
+            return []
+        return _SITES[node.key](self, node, scope, known)
+
+    def boolean_sites(self, node: ex.Node, scope: Scope, known: Known) -> list[Site]:
+        """The sites of ``node`` used as a condition: a value that is not a boolean is an
+        error too."""
+        constant = self.cc.constant(node)
+        if not self.cc.is_variable(constant) and not isinstance(constant, evaluator.Err):
+            if isinstance(constant, bool):
+                return []
+            found = evaluator.type_name(constant)
+            return [Site((), detail("not_boolean", text=node.text, type=found))]
+        sites = self.sites(node, scope, known)
+        if not self.cc.type_of(node) <= T_BOOLEAN:
+            val = self.term(node, scope)
+            sites.append(self.site([*val.stmts, f"not is_boolean({val.term})"],
+                                   detail("not_boolean", text=node.text,
+                                          type=self.type_name(node, val))))
+        return sites
+
+    def operand_sites(self, nodes: list[ex.Node], scope: Scope) -> tuple[list[Site], list[Val]]:
+        """Sites of strict operands, left to right, and their values (solid terms)."""
+        sites: list[Site] = []
+        values: list[Val] = []
+        for node in nodes:
+            sites += self.sites(node, scope, NOTHING)
+            values.append(self.term(node, scope))
+        return sites, values
+
+    def term(self, node: ex.Node, scope: Scope) -> Val:
+        """The value of ``node`` as a term that a check may use: a ref into the input is
+        used as it is (a site that checks it runs after the site that reports it missing),
+        a computed value is bound to a variable."""
+        val = self.cc.value(node, scope)
+        return val if val.ref or val.solid else self.cc.solid(val)
+
+    @staticmethod
+    def site(stmts: Stmts, text: str) -> Site:
+        return Site(tuple(stmts), text)
+
+    def type_name(self, node: ex.Node, val: Val) -> Piece:
+        """The JSON type of ``node``'s value, as text when its static type is certain."""
+        static = self.cc.type_of(node)
+        if len(static) == 1:
+            return next(iter(static))
+        return Term(f"type_name({val.term})")
+
+    def unless_typed(self, node: ex.Node, val: Val, accepted: Type) -> Stmts | None:
+        """The statement that ``val`` lacks every type in ``accepted``, or None when the
+        static type of ``node`` already guarantees one."""
+        if self.cc.type_of(node) <= accepted:
+            return None
+        return [f"not {_has_type(val.term, accepted)}"]
+
+    # -- handlers, one per node key ----------------------------------------------------
+
+    def literal_sites(self, node: ex.Literal, scope: Scope, known: Known) -> list[Site]:
+        return []   # constants are handled by sites()
+
+    def list_sites(self, node: ex.ListLit, scope: Scope, known: Known) -> list[Site]:
+        return self.operand_sites(list(node.items), scope)[0]
+
+    def root_sites(self, node: ex.Root, scope: Scope, known: Known) -> list[Site]:
+        self.cc.uses_ops = True
+        return [self.site([f"not ops.present(input, {rego.string(node.name)})"],
+                          detail("missing", text=node.text))]
+
+    def var_sites(self, node: ex.Var, scope: Scope, known: Known) -> list[Site]:
+        return []   # bound to an element of a list
+
+    def field_sites(self, node: ex.Field, scope: Scope, known: Known) -> list[Site]:
+        path = _path(node)
+        if path is not None:
+            return [self.path_site(node, path, scope)]
+        sites, (target,) = self.operand_sites([node.target], scope)
+        stmts = [*target.stmts]
+        not_object = self.unless_typed(node.target, target, frozenset({OBJECT}))
+        if not_object is not None:
+            sites.append(self.site(stmts + not_object, detail(
+                "not_object", target=node.target.text, type=self.type_name(node.target, target))))
+            stmts.append(f"is_object({target.term})")
+        self.cc.uses_ops = True
+        sites.append(self.site(
+            [*stmts, f"not ops.present({target.term}, {rego.string(node.name)})"],
+            detail("missing", text=node.text)))
+        return sites
+
+    def path_site(self, node: ex.Field, path: list[ex.Node], scope: Scope) -> Site:
+        """One site for every step of a path of fields from a root or a macro variable
+        (``args.o.k``): the path cannot be read, and ``ops.path_error`` says at which step
+        and why, with the texts the separate sites would have (one body instead of one per
+        step, which a thousand rules' worth of OPA compilation notices)."""
+        base, steps = path[0], path[1:]
+        if isinstance(base, ex.Root):
+            # The root is the first key under the input, which is always an object.
+            doc, steps, parents = "input", path, [None, *path[:-1]]
+        else:
+            doc, parents = self.cc.value(base, scope).term, path[:-1]
+        keys = [n.name for n in steps]   # type: ignore[attr-defined]
+        missing = [evaluator.MESSAGES["missing"].format(text=n.text) for n in steps]
+        # The input is always an object: no text for a parent that is the input.
+        not_object = [_around("not_object", "type", target=p.text) if p else None
+                      for p in parents]
+        # path_error is defined exactly when the path cannot be read. (A statement such as
+        # `not ops.present(input.args.o, "k")` would not do: OPA evaluates the argument
+        # input.args.o outside the `not`, so a missing args.o fails the body.)
+        self.cc.uses_ops = True
+        return self.site([], f"ops.path_error({doc}, {rego.value(keys)},\n\t{rego.value(missing)},"
+                         f"\n\t{rego.value(not_object)},\n)")
+
+    def index_sites(self, node: ex.Index, scope: Scope, known: Known) -> list[Site]:
+        sites, (target, index) = self.operand_sites([node.target, node.index], scope)
+        t, i = target.term, index.term
+        base = [*target.stmts, *index.stmts]
+        target_type = self.cc.type_of(node.target)
+        self.cc.uses_ops = True
+        if ARRAY in target_type:
+            array = [*base, f"is_array({t})"]
+            sites.append(self.site([*array, f"not ops.whole({i})"], detail(
+                "bad_index", text=node.text, type=self.type_name(node.index, index))))
+            sites.append(self.site([*array, f"ops.whole({i})", f"not ops.present({t}, {i})"],
+                                   detail("out_of_range", text=node.text,
+                                          size=Term(f"format_int(count({t}), 10)"))))
+        if OBJECT in target_type:
+            obj = [*base, f"is_object({t})"]
+            sites.append(self.site([*obj, f"not is_string({i})"], detail(
+                "bad_key", text=node.text, type=self.type_name(node.index, index))))
+            sites.append(self.site([*obj, f"is_string({i})", f"not ops.present({t}, {i})"],
+                                   detail("missing", text=node.text)))
+        if not target_type <= frozenset({ARRAY, OBJECT}):
+            sites.append(self.site([*base, f"not is_array({t})", f"not is_object({t})"], detail(
+                "not_indexable", target=node.target.text, type=self.type_name(node.target, target))))
+        return sites
+
+    def not_sites(self, node: ex.Not, scope: Scope, known: Known) -> list[Site]:
+        return self.boolean_sites(node.operand, scope, _swapped(known))
+
+    def neg_sites(self, node: ex.Neg, scope: Scope, known: Known) -> list[Site]:
+        sites, (operand,) = self.operand_sites([node.operand], scope)
+        not_number = self.unless_typed(node.operand, operand, frozenset({NUMBER}))
+        if not_number is not None:
+            sites.append(self.site([*operand.stmts, *not_number], detail(
+                "negate", text=node.text, type=self.type_name(node.operand, operand))))
+        return sites
+
+    def compare_sites(self, node: ex.Compare, scope: Scope, known: Known) -> list[Site]:
+        sites, (left, right) = self.operand_sites([node.left, node.right], scope)
+        if node.op in ("==", "!="):
+            return sites
+        lt, rt = self.cc.type_of(node.left), self.cc.type_of(node.right)
+        if not ((lt | rt) <= frozenset({NUMBER}) or (lt | rt) <= frozenset({STRING})):
+            self.cc.uses_ops = True
+            sites.append(self.site(
+                [*left.stmts, *right.stmts, f"not ops.ordered({left.term}, {right.term})"],
+                detail("order", text=node.text, left=self.type_name(node.left, left),
+                       right=self.type_name(node.right, right))))
+        return sites
+
+    def in_sites(self, node: ex.In, scope: Scope, known: Known) -> list[Site]:
+        sites, (item, coll) = self.operand_sites([node.item, node.collection], scope)
+        if not self.cc.type_of(node.collection) <= frozenset({ARRAY, OBJECT}):
+            c = coll.term
+            sites.append(self.site([*item.stmts, *coll.stmts, f"not is_array({c})",
+                                    f"not is_object({c})"],
+                                   detail("not_collection", text=node.text,
+                                          type=self.type_name(node.collection, coll))))
+        return sites
+
+    def arith_sites(self, node: ex.Arith, scope: Scope, known: Known) -> list[Site]:
+        sites, (left, right) = self.operand_sites([node.left, node.right], scope)
+        a, b = left.term, right.term
+        base = [*left.stmts, *right.stmts]
+        types = {"left": self.type_name(node.left, left),
+                 "right": self.type_name(node.right, right)}
+        self.cc.uses_ops = True
+        if node.op == "+":
+            sites.append(self.site([*base, f"not ops.addable({a}, {b})"],
+                                   detail("arith", text=node.text, op=node.op, **types)))
+            return sites
+        numbers = frozenset({NUMBER})
+        if not (self.cc.type_of(node.left) <= numbers and self.cc.type_of(node.right) <= numbers):
+            sites.append(self.site([*base, f"not ops.both_numbers({a}, {b})"],
+                                   detail("arith", text=node.text, op=node.op, **types)))
+        if node.op in ("/", "%"):
+            base.append(f"ops.both_numbers({a}, {b})")
+            sites.append(self.site([*base, f"0 == {b}"],
+                                   detail("division_by_zero", text=node.text)))
+        if node.op == "%":
+            sites.append(self.site([*base, f"0 != {b}", f"not ops.both_whole({a}, {b})"],
+                                   detail("modulo", text=node.text)))
+        return sites
+
+    def and_sites(self, node: ex.And, scope: Scope, known: Known) -> list[Site]:
+        return self._chain(node, scope, known, decisive=_F)
+
+    def or_sites(self, node: ex.Or, scope: Scope, known: Known) -> list[Site]:
+        return self._chain(node, scope, known, decisive=_T)
+
+    def _chain(self, node: ex.And | ex.Or, scope: Scope, known: Known,
+               decisive: str) -> list[Site]:
+        """``a && b && c`` (or ``||``): false (true) if any operand is, else the first
+        error. Guarded by the chain being in error; then no operand decides it, and the last
+        one reached is in error."""
+        guard = self.guard(node, scope, known)
+        operands = _operands(node, type(node))
+        sites: list[Site] = []
+        for i, operand in enumerate(operands):
+            inner = ERROR if i == len(operands) - 1 else frozenset({decisive})
+            sites += self.boolean_sites(operand, scope, inner)
+        return [Site((*guard, *s.stmts), s.detail) for s in sites]
+
+    def guard(self, node: ex.Node, scope: Scope, known: Known,
+              outcomes: Known = ERROR) -> list[str]:
+        """Statements that ``node`` has none of ``outcomes`` (true, false), less what is
+        ``known``."""
+        stmts = []
+        for outcome in sorted(outcomes - known):
+            alternatives = (self.cc.truth_alternatives(node, scope) if outcome == _T
+                            else self.cc.falsity_alternatives(node, scope))
+            alternatives = [a for a in alternatives if a != ["false"]]
+            if alternatives:
+                stmts.append(f"not {self.cc.helper(alternatives, scope)}")
+        return stmts
+
+    def has_sites(self, node: ex.Has, scope: Scope, known: Known) -> list[Site]:
+        return []   # has() never errs
+
+    def call_sites(self, node: ex.Call, scope: Scope, known: Known) -> list[Site]:
+        return self._apply(GLOBALS[node.name], node, list(node.args), scope)
+
+    def method_sites(self, node: ex.Method, scope: Scope, known: Known) -> list[Site]:
+        return self._apply(METHODS[node.name], node, [node.target, *node.args], scope)
+
+    def _apply(self, fn: Function, node: ex.Node, operands: list[ex.Node],
+               scope: Scope) -> list[Site]:
+        sites, values = self.operand_sites(operands, scope)
+        base = [s for v in values for s in v.stmts]
+        types: list[Piece] = []
+        for operand, v in zip(operands, values):
+            types += [", ", self.type_name(operand, v)] if types else [self.type_name(operand, v)]
+        text = detail("operands", text=node.text, name=fn.name, types=types)
+        guards = []
+        for operand, val, accepted in zip(operands, values, fn.operands):
+            wrong = self.unless_typed(operand, val, frozenset(accepted))
+            if wrong is not None:
+                sites.append(self.site(base + wrong, text))
+                guards.append(_has_type(val.term, frozenset(accepted)))
+        if fn.name == "matches" and not isinstance(operands[1], ex.Literal):
+            sites.append(self.site([*base, *guards, f"not regex.is_valid({values[1].term})"],
+                                   detail("bad_regex", text=node.text)))
+        return sites
+
+    def macro_sites(self, node: ex.Macro, scope: Scope, known: Known) -> list[Site]:
+        sites, (target,) = self.operand_sites([node.target], scope)
+        stmts = [*target.stmts]
+        not_array = self.unless_typed(node.target, target, frozenset({ARRAY}))
+        if not_array is not None:
+            sites.append(self.site(stmts + not_array, detail(
+                "not_array", text=node.text, name=node.name, type=self.type_name(node.target, target))))
+            stmts.append(f"is_array({target.term})")
+        # exists is decided by a true element, all by a false one: the first erroring
+        # element is the error when no element decides.
+        decisive = _T if node.name == "exists" else _F
+        var = self.cc.macro_var(node.var)
+        inner = scope.bind(node.var, var)
+        body = self.boolean_sites(node.body, inner, frozenset({decisive}))
+        if not body:
+            return sites
+        self.n_functions += 1
+        function = _call(f"{self.cc.prefix}_D{self.n_functions}", inner.params)
+        self.cc.helpers.append(_chain(function, body, None))
+        found, each = self.cc.fresh(), self.cc.fresh()
+        guard = self.guard(node, scope, known, frozenset({decisive}))
+        sites.append(self.site(
+            [*guard, *stmts,
+             f"{found} := [{each} | some {var} in {target.term}; {each} := {function}]",
+             f"count({found}) > 0"], f"{found}[0]"))
+        return sites
+
+
+# Handlers by node key, built once.
+_SITES: dict[str, Callable[[Explainer, ex.Node, Scope, Known], list[Site]]] = {
+    cls.key: getattr(Explainer, f"{cls.key}_sites") for cls in ex.NODE_TYPES}
+
+
+def _path(node: ex.Field) -> list[ex.Node] | None:
+    """``[base, field, field, ...]`` when ``node`` is a path of fields from a root or a macro
+    variable, else None."""
+    steps: list[ex.Node] = []
+    current: ex.Node = node
+    while isinstance(current, ex.Field):
+        steps.append(current)
+        current = current.target
+    if not isinstance(current, (ex.Root, ex.Var)):
+        return None
+    return [current, *reversed(steps)]
+
+
+def _around(kind: str, field: str, **fields: str) -> list[str]:
+    """``MESSAGES[kind]`` with ``fields`` filled in, split around the placeholder ``field``."""
+    marker = "\0"
+    prefix, suffix = evaluator.MESSAGES[kind].format(**fields, **{field: marker}).split(marker)
+    return [prefix, suffix]
+
+
+def _swapped(known: Known) -> Known:
+    return frozenset({_T: _F, _F: _T}[k] for k in known)
+
+
+def _operands(node: ex.Node, kind: type) -> list[ex.Node]:
+    """The operands of a chain of ``kind`` (``&&`` or ``||``), however it is parenthesised."""
+    if isinstance(node, kind):
+        return _operands(node.left, kind) + _operands(node.right, kind)   # type: ignore[attr-defined]
+    return [node]
+
+
+def _chain(head: str, sites: list[Site], fallback: str | None) -> str:
+    """``head := <detail> if {...} else := ...``, one body per distinct site; with a
+    ``fallback`` detail when none fires."""
+    seen: set[Site] = set()
+    bodies = []
+    for site in sites:
+        if site in seen or "false" in site.stmts:
+            continue
+        seen.add(site)
+        stmts = _dedupe(site.stmts)
+        if site.detail.startswith('"'):
+            bodies.append(f"{site.detail} if {_block(stmts)}")
+        else:   # computed: the last statement, where it can take several lines
+            bodies.append(f"d if {_block([*stmts, f'd := {site.detail}'])}")
+    if not bodies:
+        return f"{head} := {rego.string(fallback or FALLBACK)}"
+    text = f"{head} := " + " else := ".join(bodies)
+    if fallback is not None:
+        text += f" else := {rego.string(fallback)}"
+    return text
+
+
+def _dedupe(stmts: tuple[str, ...]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for stmt in stmts:
+        if stmt not in seen:
+            seen.add(stmt)
+            out.append(stmt)
+    return out
