@@ -92,6 +92,7 @@ def detail(kind: str, **fields: Piece | list[Piece]) -> str:
     return f'concat("", [{", ".join(terms)}])'
 
 
+_ORDERED = (frozenset({NUMBER}), frozenset({STRING}))
 _GUARDS = {
     STRING: "is_string({})",
     NUMBER: "is_number({})",
@@ -195,52 +196,28 @@ class Explainer:
         return self.operand_sites(list(node.items), scope)[0]
 
     def root_sites(self, node: ex.Root, scope: Scope, known: Known) -> list[Site]:
-        self.cc.uses_ops = True
-        return [self.site([f"not ops.present(input, {rego.string(node.name)})"],
+        return [self.site(_undefined(self.cc.value(node, scope).term),
                           detail("missing", text=node.text))]
 
     def var_sites(self, node: ex.Var, scope: Scope, known: Known) -> list[Site]:
         return []   # bound to an element of a list
 
     def field_sites(self, node: ex.Field, scope: Scope, known: Known) -> list[Site]:
-        path = _path(node)
-        if path is not None:
-            return [self.path_site(node, path, scope)]
         sites, (target,) = self.operand_sites([node.target], scope)
-        stmts = [*target.stmts]
         not_object = self.unless_typed(node.target, target, frozenset({OBJECT}))
         if not_object is not None:
-            sites.append(self.site(stmts + not_object, detail(
+            sites.append(self.site([*target.stmts, *not_object], detail(
                 "not_object", target=node.target.text, type=self.type_name(node.target, target))))
-            stmts.append(f"is_object({target.term})")
-        self.cc.uses_ops = True
-        sites.append(self.site(
-            [*stmts, f"not ops.present({target.term}, {rego.string(node.name)})"],
-            detail("missing", text=node.text)))
-        return sites
-
-    def path_site(self, node: ex.Field, path: list[ex.Node], scope: Scope) -> Site:
-        """One site for every step of a path of fields from a root or a macro variable
-        (``args.o.k``): the path cannot be read, and ``ops.path_error`` says at which step
-        and why, with the texts the separate sites would have (one body instead of one per
-        step, which a thousand rules' worth of OPA compilation notices)."""
-        base, steps = path[0], path[1:]
-        if isinstance(base, ex.Root):
-            # The root is the first key under the input, which is always an object.
-            doc, steps, parents = "input", path, [None, *path[:-1]]
+        if target.ref:
+            # A ref into the input: missing is undefined, and the sites above have ruled out
+            # a missing or ill-typed target.
+            missing = _undefined(rego.ref(target.term, node.name))
         else:
-            doc, parents = self.cc.value(base, scope).term, path[:-1]
-        keys = [n.name for n in steps]   # type: ignore[attr-defined]
-        missing = [evaluator.MESSAGES["missing"].format(text=n.text) for n in steps]
-        # The input is always an object: no text for a parent that is the input.
-        not_object = [_around("not_object", "type", target=p.text) if p else None
-                      for p in parents]
-        # path_error is defined exactly when the path cannot be read. (A statement such as
-        # `not ops.present(input.args.o, "k")` would not do: OPA evaluates the argument
-        # input.args.o outside the `not`, so a missing args.o fails the body.)
-        self.cc.uses_ops = True
-        return self.site([], f"ops.path_error({doc}, {rego.value(keys)},\n\t{rego.value(missing)},"
-                         f"\n\t{rego.value(not_object)},\n)")
+            self.cc.uses_ops = True
+            missing = [*target.stmts, f"is_object({target.term})",
+                       f"not ops.present({target.term}, {rego.string(node.name)})"]
+        sites.append(self.site(missing, detail("missing", text=node.text)))
+        return sites
 
     def index_sites(self, node: ex.Index, scope: Scope, known: Known) -> list[Site]:
         sites, (target, index) = self.operand_sites([node.target, node.index], scope)
@@ -283,9 +260,14 @@ class Explainer:
             return sites
         lt, rt = self.cc.type_of(node.left), self.cc.type_of(node.right)
         if not ((lt | rt) <= frozenset({NUMBER}) or (lt | rt) <= frozenset({STRING})):
-            self.cc.uses_ops = True
+            same = rt if rt in _ORDERED else lt if lt in _ORDERED else None
+            if same is not None:   # one side is statically a number or a string
+                check = [f"not {_has_type(left.term if same is rt else right.term, same)}"]
+            else:
+                self.cc.uses_ops = True
+                check = [f"not ops.ordered({left.term}, {right.term})"]
             sites.append(self.site(
-                [*left.stmts, *right.stmts, f"not ops.ordered({left.term}, {right.term})"],
+                [*left.stmts, *right.stmts, *check],
                 detail("order", text=node.text, left=self.type_name(node.left, left),
                        right=self.type_name(node.right, right))))
         return sites
@@ -307,16 +289,19 @@ class Explainer:
         types = {"left": self.type_name(node.left, left),
                  "right": self.type_name(node.right, right)}
         self.cc.uses_ops = True
+        lt, rt = self.cc.type_of(node.left), self.cc.type_of(node.right)
         if node.op == "+":
-            sites.append(self.site([*base, f"not ops.addable({a}, {b})"],
-                                   detail("arith", text=node.text, op=node.op, **types)))
+            if not (lt == rt and len(lt) == 1 and lt <= frozenset({NUMBER, STRING, ARRAY})):
+                sites.append(self.site([*base, f"not ops.addable({a}, {b})"],
+                                       detail("arith", text=node.text, op=node.op, **types)))
             return sites
         numbers = frozenset({NUMBER})
-        if not (self.cc.type_of(node.left) <= numbers and self.cc.type_of(node.right) <= numbers):
-            sites.append(self.site([*base, f"not ops.both_numbers({a}, {b})"],
-                                   detail("arith", text=node.text, op=node.op, **types)))
+        for side, static in ((a, lt), (b, rt)):
+            if not static <= numbers:
+                sites.append(self.site([*base, f"not is_number({side})"],
+                                       detail("arith", text=node.text, op=node.op, **types)))
         if node.op in ("/", "%"):
-            base.append(f"ops.both_numbers({a}, {b})")
+            base += [f"is_number({a})", f"is_number({b})"]
             sites.append(self.site([*base, f"0 == {b}"],
                                    detail("division_by_zero", text=node.text)))
         if node.op == "%":
@@ -417,24 +402,11 @@ _SITES: dict[str, Callable[[Explainer, ex.Node, Scope, Known], list[Site]]] = {
     cls.key: getattr(Explainer, f"{cls.key}_sites") for cls in ex.NODE_TYPES}
 
 
-def _path(node: ex.Field) -> list[ex.Node] | None:
-    """``[base, field, field, ...]`` when ``node`` is a path of fields from a root or a macro
-    variable, else None."""
-    steps: list[ex.Node] = []
-    current: ex.Node = node
-    while isinstance(current, ex.Field):
-        steps.append(current)
-        current = current.target
-    if not isinstance(current, (ex.Root, ex.Var)):
-        return None
-    return [current, *reversed(steps)]
-
-
-def _around(kind: str, field: str, **fields: str) -> list[str]:
-    """``MESSAGES[kind]`` with ``fields`` filled in, split around the placeholder ``field``."""
-    marker = "\0"
-    prefix, suffix = evaluator.MESSAGES[kind].format(**fields, **{field: marker}).split(marker)
-    return [prefix, suffix]
+def _undefined(ref: str) -> Stmts:
+    """Statements true exactly when ``ref`` has no value: ``not ref`` alone would also hold
+    for ``false``. (Plain refs only: OPA evaluates a ref passed to a function, such as
+    ``not ops.present(input.args, "x")``, outside the ``not``.)"""
+    return [f"not {ref}", f"not {ref} == false"]
 
 
 def _swapped(known: Known) -> Known:
@@ -457,11 +429,7 @@ def _chain(head: str, sites: list[Site], fallback: str | None) -> str:
         if site in seen or "false" in site.stmts:
             continue
         seen.add(site)
-        stmts = _dedupe(site.stmts)
-        if site.detail.startswith('"'):
-            bodies.append(f"{site.detail} if {_block(stmts)}")
-        else:   # computed: the last statement, where it can take several lines
-            bodies.append(f"d if {_block([*stmts, f'd := {site.detail}'])}")
+        bodies.append(f"{site.detail} if {_block(_dedupe(site.stmts))}")
     if not bodies:
         return f"{head} := {rego.string(fallback or FALLBACK)}"
     text = f"{head} := " + " else := ".join(bodies)

@@ -8,8 +8,6 @@
 #   source: "examples/platform.yaml"
 package veto.policies.platform
 
-import data.veto.lib.ops
-
 # METADATA
 # description: |
 #   This policy's name, load order among the bundle's policies, and default. Each rule
@@ -50,19 +48,17 @@ _no_kubectl_in_kube_system := false if {
 } else := {"error": _no_kubectl_in_kube_system_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_no_kubectl_in_kube_system_D := d if {
-	d := ops.path_error(input, ["args", "namespace"],
-		["args is missing", "args.namespace is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
-	d := ops.path_error(input, ["args", "manifest"],
-		["args is missing", "args.manifest is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
+_no_kubectl_in_kube_system_D := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.namespace is missing" if {
+	not input.args.namespace
+	not input.args.namespace == false
+} else := "args.manifest is missing" if {
+	not input.args.manifest
+	not input.args.manifest == false
+} else := concat("", ["args.manifest.contains(\"namespace: kube-system\"): contains() cannot take ", type_name(input.args.manifest), ", string"]) if {
 	not is_string(input.args.manifest)
-	d := concat("", ["args.manifest.contains(\"namespace: kube-system\"): contains() cannot take ", type_name(input.args.manifest), ", string"])
 } else := "the condition could not be evaluated"
 
 _no_kubectl_in_kube_system_H1 if {
@@ -90,11 +86,12 @@ _production_applies_need_review := false if {
 } else := {"error": _production_applies_need_review_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_production_applies_need_review_D := d if {
-	d := ops.path_error(input, ["context", "environment"],
-		["context is missing", "context.environment is missing"],
-		[null, ["context is not an object (found ", ")"]],
-	)
+_production_applies_need_review_D := "context is missing" if {
+	not input.context
+	not input.context == false
+} else := "context.environment is missing" if {
+	not input.context.environment
+	not input.context.environment == false
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -117,14 +114,14 @@ _no_privileged_containers := false if {
 } else := {"error": _no_privileged_containers_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_no_privileged_containers_D := d if {
-	d := ops.path_error(input, ["args", "manifest"],
-		["args is missing", "args.manifest is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
+_no_privileged_containers_D := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.manifest is missing" if {
+	not input.args.manifest
+	not input.args.manifest == false
+} else := concat("", ["args.manifest.matches(\"(?i)privileged:\\\\s*true\"): matches() cannot take ", type_name(input.args.manifest), ", string"]) if {
 	not is_string(input.args.manifest)
-	d := concat("", ["args.manifest.matches(\"(?i)privileged:\\\\s*true\"): matches() cannot take ", type_name(input.args.manifest), ", string"])
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -148,14 +145,14 @@ _scale_limit := false if {
 } else := {"error": _scale_limit_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_scale_limit_D := d if {
-	d := ops.path_error(input, ["args", "replicas"],
-		["args is missing", "args.replicas is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
-	not ops.ordered(input.args.replicas, 20)
-	d := concat("", ["args.replicas > 20: cannot compare ", type_name(input.args.replicas), " with number"])
+_scale_limit_D := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.replicas is missing" if {
+	not input.args.replicas
+	not input.args.replicas == false
+} else := concat("", ["args.replicas > 20: cannot compare ", type_name(input.args.replicas), " with number"]) if {
+	not is_number(input.args.replicas)
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -176,14 +173,16 @@ _close_own_tickets := false if {
 } else := {"error": _close_own_tickets_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_close_own_tickets_D := d if {
-	d := ops.path_error(input, ["args", "assignee"],
-		["args is missing", "args.assignee is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
-	d := ops.path_error(input, ["context", "user"],
-		["context is missing", "context.user is missing"],
-		[null, ["context is not an object (found ", ")"]],
-	)
+_close_own_tickets_D := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.assignee is missing" if {
+	not input.args.assignee
+	not input.args.assignee == false
+} else := "context is missing" if {
+	not input.context
+	not input.context == false
+} else := "context.user is missing" if {
+	not input.context.user
+	not input.context.user == false
 } else := "the condition could not be evaluated"

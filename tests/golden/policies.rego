@@ -7,8 +7,6 @@
 #   source: "examples/policies.yaml"
 package veto.policies.policies
 
-import data.veto.lib.ops
-
 # METADATA
 # description: |
 #   This policy's name, load order among the bundle's policies, and default. Each rule
@@ -61,19 +59,20 @@ _block_production_database_deletes := false if {
 } else := {"error": _block_production_database_deletes_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_block_production_database_deletes_D := d if {
-	d := ops.path_error(input, ["context", "environment"],
-		["context is missing", "context.environment is missing"],
-		[null, ["context is not an object (found ", ")"]],
-	)
-} else := d if {
-	d := ops.path_error(input, ["args", "statement"],
-		["args is missing", "args.statement is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
+_block_production_database_deletes_D := "context is missing" if {
+	not input.context
+	not input.context == false
+} else := "context.environment is missing" if {
+	not input.context.environment
+	not input.context.environment == false
+} else := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.statement is missing" if {
+	not input.args.statement
+	not input.args.statement == false
+} else := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)]) if {
 	not is_string(input.args.statement)
-	d := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)])
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -97,11 +96,12 @@ _scope_database_access := false if {
 } else := {"error": _scope_database_access_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_scope_database_access_D := d if {
-	d := ops.path_error(input, ["args", "database"],
-		["args is missing", "args.database is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
+_scope_database_access_D := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.database is missing" if {
+	not input.args.database
+	not input.args.database == false
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -138,19 +138,20 @@ _block_schema_changes := false if {
 } else := {"error": _block_schema_changes_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_block_schema_changes_D := d if {
-	d := ops.path_error(input, ["context", "environment"],
-		["context is missing", "context.environment is missing"],
-		[null, ["context is not an object (found ", ")"]],
-	)
-} else := d if {
-	d := ops.path_error(input, ["args", "statement"],
-		["args is missing", "args.statement is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
+_block_schema_changes_D := "context is missing" if {
+	not input.context
+	not input.context == false
+} else := "context.environment is missing" if {
+	not input.context.environment
+	not input.context.environment == false
+} else := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.statement is missing" if {
+	not input.args.statement
+	not input.args.statement == false
+} else := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)]) if {
 	not is_string(input.args.statement)
-	d := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)])
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -173,11 +174,12 @@ _secret_rotation_high_value := false if {
 } else := {"error": _secret_rotation_high_value_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_secret_rotation_high_value_D := d if {
-	d := ops.path_error(input, ["args", "service"],
-		["args is missing", "args.service is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
+_secret_rotation_high_value_D := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.service is missing" if {
+	not input.args.service
+	not input.args.service == false
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -205,17 +207,16 @@ _block_root_secret_paths := false if {
 } else := {"error": _block_root_secret_paths_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_block_root_secret_paths_D := d if {
-	d := ops.path_error(input, ["args", "secret_path"],
-		["args is missing", "args.secret_path is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
+_block_root_secret_paths_D := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.secret_path is missing" if {
+	not input.args.secret_path
+	not input.args.secret_path == false
+} else := concat("", ["args.secret_path.startswith(\"/secrets/root\"): startswith() cannot take ", type_name(input.args.secret_path), ", string"]) if {
 	not is_string(input.args.secret_path)
-	d := concat("", ["args.secret_path.startswith(\"/secrets/root\"): startswith() cannot take ", type_name(input.args.secret_path), ", string"])
-} else := d if {
+} else := concat("", ["args.secret_path.contains(\"master-key\"): contains() cannot take ", type_name(input.args.secret_path), ", string"]) if {
 	not is_string(input.args.secret_path)
-	d := concat("", ["args.secret_path.contains(\"master-key\"): contains() cannot take ", type_name(input.args.secret_path), ", string"])
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -243,17 +244,18 @@ _read_only_for_viewer := false if {
 } else := {"error": _read_only_for_viewer_D}
 
 # Why the condition is in error: the first check that fails, in evaluation order.
-_read_only_for_viewer_D := d if {
-	d := ops.path_error(input, ["context", "user_role"],
-		["context is missing", "context.user_role is missing"],
-		[null, ["context is not an object (found ", ")"]],
-	)
-} else := d if {
-	d := ops.path_error(input, ["args", "statement"],
-		["args is missing", "args.statement is missing"],
-		[null, ["args is not an object (found ", ")"]],
-	)
-} else := d if {
+_read_only_for_viewer_D := "context is missing" if {
+	not input.context
+	not input.context == false
+} else := "context.user_role is missing" if {
+	not input.context.user_role
+	not input.context.user_role == false
+} else := "args is missing" if {
+	not input.args
+	not input.args == false
+} else := "args.statement is missing" if {
+	not input.args.statement
+	not input.args.statement == false
+} else := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)]) if {
 	not is_string(input.args.statement)
-	d := concat("", ["args.statement.upper(): upper() cannot take ", type_name(input.args.statement)])
 } else := "the condition could not be evaluated"

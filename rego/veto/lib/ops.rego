@@ -72,15 +72,11 @@ both_whole(a, b) if {
 }
 
 # METADATA
-# description: Two numbers, the operands of '-', '*', '/' and '%'.
-both_numbers(a, b) if {
+# description: "Operands '+' takes: two numbers, two strings or two arrays."
+addable(a, b) if {
 	is_number(a)
 	is_number(b)
 }
-
-# METADATA
-# description: "Operands '+' takes: two numbers, two strings or two arrays."
-addable(a, b) if both_numbers(a, b)
 
 addable(a, b) if {
 	is_string(a)
@@ -97,28 +93,6 @@ addable(a, b) if {
 #   c[k] has a value, whatever it is (false and null included): `not present(input.args,
 #   "x")` says that args.x is missing, where `not input.args.x` would also hold for false.
 present(c, k) if _ = c[k]
-
-# METADATA
-# description: |
-#   Why the path `keys` under doc cannot be read (generated code asks only when it cannot):
-#   missing[i] when keys[i] is the first key missing, or, when the value reached before it
-#   is not an object, not_object[i][0] + its type + not_object[i][1]. The texts come from
-#   the compiler, which builds them from the reference evaluator's messages.
-path_error(doc, keys, missing, not_object) := concat("", [not_object[0][0], type_name(doc), not_object[0][1]]) if {
-	not is_object(doc)
-} else := concat("", [not_object[i][0], type_name(parent), not_object[i][1]]) if {
-	i := _first_missing(doc, keys)
-	parent := object.get(doc, array.slice(keys, 0, i), _absent)
-	not is_object(parent)
-} else := missing[_first_missing(doc, keys)]
-
-_first_missing(doc, keys) := min({i |
-	some i in numbers.range(0, count(keys) - 1)
-	object.get(doc, array.slice(keys, 0, i + 1), _absent) == _absent
-})
-
-# A set: never a value of JSON input, so a path that object.get answers with it is absent.
-_absent := {"absent"}
 
 # METADATA
 # description: "'+': numbers add, strings and arrays concatenate; undefined for other pairs."

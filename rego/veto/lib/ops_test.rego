@@ -83,35 +83,8 @@ test_addable_pairs if {
 	not ops.addable(null, null)
 }
 
-test_both_numbers_and_both_whole if {
-	ops.both_numbers(1, 0.5)
-	not ops.both_numbers(1, "1")
+test_both_whole if {
 	ops.both_whole(4, 2.0)
 	not ops.both_whole(4, 0.5)
 	not ops.both_whole("4", 2)
-}
-
-_missing := ["args is missing", "args.o is missing", "args.o.k is missing"]
-
-_not_object := [
-	["input is not an object (found ", ")"],
-	["args is not an object (found ", ")"],
-	["args.o is not an object (found ", ")"],
-]
-
-test_path_error_names_the_first_missing_key if {
-	ops.path_error({}, ["args", "o", "k"], _missing, _not_object) == "args is missing"
-	ops.path_error({"args": {}}, ["args", "o", "k"], _missing, _not_object) == "args.o is missing"
-	ops.path_error({"args": {"o": {}}}, ["args", "o", "k"], _missing, _not_object) == "args.o.k is missing"
-}
-
-test_path_error_is_undefined_for_a_path_that_can_be_read if {
-	not ops.path_error({"args": {"o": {"k": false}}}, ["args", "o", "k"], _missing, _not_object)
-}
-
-test_path_error_names_a_value_that_is_not_an_object if {
-	ops.path_error({"args": {"o": "s"}}, ["args", "o", "k"], _missing, _not_object) == "args.o is not an object (found string)"
-	ops.path_error({"args": {"o": null}}, ["args", "o", "k"], _missing, _not_object) == "args.o is not an object (found null)"
-	ops.path_error({"args": [1]}, ["args", "o", "k"], _missing, _not_object) == "args is not an object (found array)"
-	ops.path_error(3, ["k"], ["v.k is missing"], [["v is not an object (found ", ")"]]) == "v is not an object (found number)"
 }
