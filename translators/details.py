@@ -36,9 +36,11 @@ from veto_opa.translators import evaluator
 from veto_opa.translators import expressions as ex
 from veto_opa.translators import rego
 from veto_opa.translators.functions import (
-    ARRAY, BOOLEAN, GLOBALS, METHODS, NUMBER, OBJECT, STRING, Function,
+    ARRAY, BOOLEAN, GLOBALS, METHODS, NULL, NUMBER, OBJECT, STRING, Function,
 )
-from veto_opa.translators.generator import ConditionCompiler, Scope, Stmts, Val, _block, _call
+from veto_opa.translators.generator import (
+    ConditionCompiler, Scope, Stmts, Val, _block, _call, _has_type,
+)
 from veto_opa.translators.types import T_BOOLEAN, Type
 
 FALLBACK = "the condition could not be evaluated"
@@ -93,21 +95,6 @@ def detail(kind: str, **fields: Piece | list[Piece]) -> str:
 
 
 _ORDERED = (frozenset({NUMBER}), frozenset({STRING}))
-_GUARDS = {
-    STRING: "is_string({})",
-    NUMBER: "is_number({})",
-    ARRAY: "is_array({})",
-    OBJECT: "is_object({})",
-    BOOLEAN: "is_boolean({})",
-}
-
-
-def _has_type(term: str, accepted: Type) -> str:
-    """A statement true when ``term`` has one of the ``accepted`` types."""
-    if len(accepted) == 1:
-        return _GUARDS[next(iter(accepted))].format(term)
-    names = ", ".join(rego.string(t) for t in sorted(accepted))
-    return f"type_name({term}) in {{{names}}}"
 
 
 class Explainer:
@@ -256,9 +243,16 @@ class Explainer:
 
     def compare_sites(self, node: ex.Compare, scope: Scope, known: Known) -> list[Site]:
         sites, (left, right) = self.operand_sites([node.left, node.right], scope)
-        if node.op in ("==", "!="):
-            return sites
         lt, rt = self.cc.type_of(node.left), self.cc.type_of(node.right)
+        types = {"left": self.type_name(node.left, left), "right": self.type_name(node.right, right)}
+        if node.op in ("==", "!="):
+            base = [*left.stmts, *right.stmts]
+            if not (lt & rt or NULL in lt | rt):
+                sites.append(self.site(base, detail("order", text=node.text, **types)))
+            else:
+                sites += [self.site([*base, f"not {stmt}"], detail("order", text=node.text, **types))
+                          for stmt in self.cc.comparable(left, lt, right, rt)]
+            return sites
         if not ((lt | rt) <= frozenset({NUMBER}) or (lt | rt) <= frozenset({STRING})):
             same = rt if rt in _ORDERED else lt if lt in _ORDERED else None
             if same is not None:   # one side is statically a number or a string
@@ -266,20 +260,36 @@ class Explainer:
             else:
                 self.cc.uses_ops = True
                 check = [f"not ops.ordered({left.term}, {right.term})"]
-            sites.append(self.site(
-                [*left.stmts, *right.stmts, *check],
-                detail("order", text=node.text, left=self.type_name(node.left, left),
-                       right=self.type_name(node.right, right))))
+            sites.append(self.site([*left.stmts, *right.stmts, *check],
+                                   detail("order", text=node.text, **types)))
         return sites
 
     def in_sites(self, node: ex.In, scope: Scope, known: Known) -> list[Site]:
         sites, (item, coll) = self.operand_sites([node.item, node.collection], scope)
-        if not self.cc.type_of(node.collection) <= frozenset({ARRAY, OBJECT}):
-            c = coll.term
-            sites.append(self.site([*item.stmts, *coll.stmts, f"not is_array({c})",
-                                    f"not is_object({c})"],
+        x, c = item.term, coll.term
+        base = [*item.stmts, *coll.stmts]
+        item_type = self.type_name(node.item, item)
+        collection_type = self.cc.type_of(node.collection)
+        if not collection_type <= frozenset({ARRAY, OBJECT}):
+            sites.append(self.site([*base, f"not is_array({c})", f"not is_object({c})"],
                                    detail("not_collection", text=node.text,
                                           type=self.type_name(node.collection, coll))))
+        # An item of a type that no element of a list has, or a key that is not a string.
+        elements = self.cc.element_types(node.collection)
+        if elements is not None:
+            if elements and not self.cc.type_of(node.item) <= elements:
+                sites.append(self.site([*base, f"not {_has_type(x, elements)}"], detail(
+                    "member", text=node.text, types=", ".join(sorted(elements)),
+                    type=item_type)))
+        elif ARRAY in collection_type:
+            self.cc.uses_ops = True
+            sites.append(self.site(
+                [*base, f"is_array({c})", f"not ops.holds_type_of({c}, {x})"],
+                detail("member", text=node.text, types=Term(f"ops.element_types({c})"),
+                       type=item_type)))
+        if OBJECT in collection_type and not self.cc.type_of(node.item) <= frozenset({STRING}):
+            sites.append(self.site([*base, f"is_object({c})", f"not is_string({x})"],
+                                   detail("key", text=node.text, type=item_type)))
         return sites
 
     def arith_sites(self, node: ex.Arith, scope: Scope, known: Known) -> list[Site]:

@@ -23,7 +23,7 @@ from veto_opa.translators import expressions as ex
 from veto_opa.translators import rego
 from veto_opa.translators.checker import Checked
 from veto_opa.translators.functions import (
-    ARRAY, BOOLEAN, GLOBALS, METHODS, NUMBER, OBJECT, STRING, Function,
+    ARRAY, BOOLEAN, GLOBALS, METHODS, NULL, NUMBER, OBJECT, STRING, Function,
 )
 from veto_opa.translators.types import ANY, Type
 
@@ -74,6 +74,16 @@ _GUARDS = {
     frozenset({STRING, ARRAY, OBJECT}): "ops.sized({})",
 }
 _ORDERED = (frozenset({NUMBER}), frozenset({STRING}))
+_TYPE_TESTS = {STRING: "is_string({})", NUMBER: "is_number({})", BOOLEAN: "is_boolean({})",
+               ARRAY: "is_array({})", OBJECT: "is_object({})", NULL: "is_null({})"}
+
+
+def _has_type(term: str, accepted: Type) -> str:
+    """A statement true when ``term`` has one of the ``accepted`` JSON types."""
+    if len(accepted) == 1:
+        return _TYPE_TESTS[next(iter(accepted))].format(term)
+    names = ", ".join(rego.string(t) for t in sorted(accepted))
+    return f"type_name({term}) in {{{names}}}"
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _MIRRORED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -408,6 +418,12 @@ class ConditionCompiler:
         stmts = [*left.stmts, *right.stmts]
         lt, rt = self.type_of(node.left), self.type_of(node.right)
         if node.op in ("==", "!="):
+            if not (lt & rt or NULL in lt | rt):
+                return ["false"]      # never comparable: always an error
+            if op == "!=":
+                # Unequal values are only false (or true) when they may be compared: of
+                # one JSON type, or one of them null. Equal values always may.
+                stmts += self.comparable(left, lt, right, rt)
             if not (lt == ANY or rt == ANY or (lt == rt and len(lt) == 1 and
                                                not lt & frozenset({ARRAY, OBJECT}))):
                 # OPA's type checker rejects == between values whose static types cannot
@@ -428,6 +444,27 @@ class ConditionCompiler:
             return [*stmts, f"{right.term} {_MIRRORED[op]} {left.term}"]
         return [*stmts, f"{left.term} {op} {right.term}"]
 
+    def comparable(self, left: Val, lt: Type, right: Val, rt: Type) -> Stmts:
+        """Statements that two values may be compared (one JSON type, or a null), less
+        what their static types already say."""
+        if (lt == rt and len(lt) == 1) or lt == frozenset({NULL}) or rt == frozenset({NULL}):
+            return []
+        for one, other, other_type in ((lt, right, rt), (rt, left, lt)):
+            if len(one) == 1:    # one side's type is known: the other must have it
+                accepted = one | {NULL}
+                if other_type <= accepted:
+                    return []
+                return [_has_type(other.term, accepted)]
+        self.uses_ops = True
+        return [f"ops.comparable({left.term}, {right.term})"]
+
+    def element_types(self, node: ex.Node) -> Type | None:
+        """The JSON types of the elements of a list known at compile time, else None."""
+        constant = self.constant(node)
+        if isinstance(constant, list):
+            return frozenset(evaluator.type_name(e) for e in constant)
+        return None
+
     def in_truth(self, node: ex.In, scope: Scope) -> Stmts:
         item, coll = self.value(node.item, scope), self.value(node.collection, scope)
         if not _may_lead(item.term):
@@ -439,10 +476,15 @@ class ConditionCompiler:
         return [*stmts, f"ops.member({item.term}, {coll.term})"]
 
     def in_falsity(self, node: ex.In, scope: Scope) -> Stmts:
-        if self.type_of(node.collection) <= frozenset({ARRAY}):
+        # A list without the item: false only if the list is empty or holds an element of
+        # the item's type (else an error, as for ==).
+        elements = self.element_types(node.collection)
+        if elements is not None:
             item = self.solid(self.value(node.item, scope))
             coll = self.solid(self.value(node.collection, scope))
-            return [*item.stmts, *coll.stmts, f"not {item.term} in {coll.term}"]
+            guard = [] if not elements or self.type_of(node.item) <= elements else [
+                _has_type(item.term, elements)]
+            return [*item.stmts, *coll.stmts, *guard, f"not {item.term} in {coll.term}"]
         item, coll = self.value(node.item, scope), self.value(node.collection, scope)
         self.uses_ops = True
         return [*item.stmts, *coll.stmts, f"ops.not_member({item.term}, {coll.term})"]

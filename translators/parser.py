@@ -23,6 +23,7 @@ import bisect
 import dataclasses
 from dataclasses import dataclass
 
+from veto_opa.translators import numbers
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.diagnostics import LIMIT, PARSE, UNKNOWN_NAME, ExpressionProblem
 from veto_opa.translators.functions import GLOBALS, MACROS, METHODS
@@ -377,7 +378,7 @@ class _Parser:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return numbers.is_number(value)
 
 
 def _suggest_method(name: str) -> str:

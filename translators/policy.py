@@ -108,7 +108,8 @@ def environment_condition(environments: tuple[str, ...], when: ex.Node | None) -
 
     ``environments: [production]`` means ``context.environment in ["production"]`` and'ed with
     the rule's ``when``, so a missing environment is an error like any missing field (a deny
-    rule then applies, fail closed) rather than silently skipping the rule.
+    rule then applies, fail closed) rather than silently skipping the rule; so is one that is
+    not a string, null included (``in`` does not compare values of different JSON types).
     """
     items = ", ".join(_quote(e) for e in environments)
     text = f"context.environment in [{items}]"

@@ -8,6 +8,8 @@
 #   source: "examples/platform.yaml"
 package veto.policies.platform
 
+import data.veto.lib.ops
+
 # METADATA
 # description: |
 #   This policy's name, load order among the bundle's policies, and default. Each rule
@@ -33,9 +35,11 @@ status contains ["no_kubectl_in_kube_system", _no_kubectl_in_kube_system] if glo
 
 # false, true, or the error when the condition is neither (one body per alternative).
 _no_kubectl_in_kube_system := false if {
+	type_name(input.args.namespace) in {"null", "string"}
 	input.args.namespace != "kube-system"
 	not _no_kubectl_in_kube_system_H1
 } else := false if {
+	type_name(input.args.namespace) in {"null", "string"}
 	input.args.namespace != "kube-system"
 	is_string(input.args.manifest)
 	not contains(input.args.manifest, "namespace: kube-system")
@@ -54,6 +58,8 @@ _no_kubectl_in_kube_system_D := "args is missing" if {
 } else := "args.namespace is missing" if {
 	not input.args.namespace
 	not input.args.namespace == false
+} else := concat("", ["args.namespace == \"kube-system\": cannot compare ", type_name(input.args.namespace), " with string"]) if {
+	not type_name(input.args.namespace) in {"null", "string"}
 } else := "args.manifest is missing" if {
 	not input.args.manifest
 	not input.args.manifest == false
@@ -80,6 +86,7 @@ status contains ["production_applies_need_review", _production_applies_need_revi
 # false, true, or the error when the condition is neither.
 _production_applies_need_review := false if {
 	x1 := input.context.environment
+	is_string(x1)
 	not x1 in ["production"]
 } else := true if {
 	input.context.environment in ["production"]
@@ -92,6 +99,8 @@ _production_applies_need_review_D := "context is missing" if {
 } else := "context.environment is missing" if {
 	not input.context.environment
 	not input.context.environment == false
+} else := concat("", ["context.environment in [\"production\"]: the list holds string, not ", type_name(input.context.environment)]) if {
+	not is_string(input.context.environment)
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -167,6 +176,7 @@ status contains ["close_own_tickets", _close_own_tickets] if input.tool == "clos
 
 # false, true, or the error when the condition is neither.
 _close_own_tickets := false if {
+	ops.comparable(input.args.assignee, input.context.user)
 	input.args.assignee != input.context.user
 } else := true if {
 	input.args.assignee == input.context.user
@@ -185,4 +195,6 @@ _close_own_tickets_D := "args is missing" if {
 } else := "context.user is missing" if {
 	not input.context.user
 	not input.context.user == false
+} else := concat("", ["args.assignee == context.user: cannot compare ", type_name(input.args.assignee), " with ", type_name(input.context.user)]) if {
+	not ops.comparable(input.args.assignee, input.context.user)
 } else := "the condition could not be evaluated"

@@ -34,6 +34,7 @@ status contains ["block_production_database_deletes", _block_production_database
 
 # false, true, or the error when the condition is neither (one body per alternative).
 _block_production_database_deletes := false if {
+	type_name(input.context.environment) in {"null", "string"}
 	input.context.environment != "production"
 } else := false if {
 	is_string(input.args.statement)
@@ -65,6 +66,8 @@ _block_production_database_deletes_D := "context is missing" if {
 } else := "context.environment is missing" if {
 	not input.context.environment
 	not input.context.environment == false
+} else := concat("", ["context.environment == \"production\": cannot compare ", type_name(input.context.environment), " with string"]) if {
+	not type_name(input.context.environment) in {"null", "string"}
 } else := "args is missing" if {
 	not input.args
 	not input.args == false
@@ -92,6 +95,7 @@ _scope_database_access := false if {
 	input.args.database in ["analytics", "sandbox"]
 } else := true if {
 	x1 := input.args.database
+	is_string(x1)
 	not x1 in ["analytics", "sandbox"]
 } else := {"error": _scope_database_access_D}
 
@@ -102,6 +106,8 @@ _scope_database_access_D := "args is missing" if {
 } else := "args.database is missing" if {
 	not input.args.database
 	not input.args.database == false
+} else := concat("", ["(args.database in ['analytics', 'sandbox']): the list holds string, not ", type_name(input.args.database)]) if {
+	not is_string(input.args.database)
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -119,6 +125,7 @@ status contains ["block_schema_changes", _block_schema_changes] if input.tool ==
 
 # false, true, or the error when the condition is neither (one body per alternative).
 _block_schema_changes := false if {
+	type_name(input.context.environment) in {"null", "string"}
 	input.context.environment != "production"
 } else := false if {
 	is_string(input.args.statement)
@@ -144,6 +151,8 @@ _block_schema_changes_D := "context is missing" if {
 } else := "context.environment is missing" if {
 	not input.context.environment
 	not input.context.environment == false
+} else := concat("", ["context.environment == \"production\": cannot compare ", type_name(input.context.environment), " with string"]) if {
+	not type_name(input.context.environment) in {"null", "string"}
 } else := "args is missing" if {
 	not input.args
 	not input.args == false
@@ -168,6 +177,7 @@ status contains ["secret_rotation_high_value", _secret_rotation_high_value] if i
 # false, true, or the error when the condition is neither.
 _secret_rotation_high_value := false if {
 	x1 := input.args.service
+	is_string(x1)
 	not x1 in ["stripe", "auth-service", "vault-root"]
 } else := true if {
 	input.args.service in ["stripe", "auth-service", "vault-root"]
@@ -180,6 +190,8 @@ _secret_rotation_high_value_D := "args is missing" if {
 } else := "args.service is missing" if {
 	not input.args.service
 	not input.args.service == false
+} else := concat("", ["args.service in [\"stripe\", \"auth-service\", \"vault-root\"]: the list holds string, not ", type_name(input.args.service)]) if {
+	not is_string(input.args.service)
 } else := "the condition could not be evaluated"
 
 # ----------------------------------------------------------------------------------------
@@ -233,6 +245,7 @@ status contains ["read_only_for_viewer", _read_only_for_viewer] if input.tool ==
 
 # false, true, or the error when the condition is neither (one body per alternative).
 _read_only_for_viewer := false if {
+	type_name(input.context.user_role) in {"null", "string"}
 	input.context.user_role != "viewer"
 } else := false if {
 	is_string(input.args.statement)
@@ -250,6 +263,8 @@ _read_only_for_viewer_D := "context is missing" if {
 } else := "context.user_role is missing" if {
 	not input.context.user_role
 	not input.context.user_role == false
+} else := concat("", ["context.user_role == \"viewer\": cannot compare ", type_name(input.context.user_role), " with string"]) if {
+	not type_name(input.context.user_role) in {"null", "string"}
 } else := "args is missing" if {
 	not input.args
 	not input.args == false

@@ -104,3 +104,49 @@ def test_the_detail_of_a_text_with_percent_signs_and_quotes_is_kept() -> None:
     input = {"tool": "t", "args": {"n": 3, "s": '100% "q"'}, "context": {}}
     assert Batch.build([checked]).evaluate(input) == [reference(checked, input)] == [
         ("E", "args.n % 0: division by zero")]
+
+
+ENVIRONMENTS = """\
+rules:
+  - name: no_drops_in_production
+    tool: execute_sql
+    environments: [production]
+    when: args.statement.upper().contains("DROP")
+    action: deny
+  - name: staging_reads
+    tool: read_table
+    environments: [staging]
+    action: allow
+default: require_approval
+"""
+
+
+@pytest.mark.parametrize("environment, decision, detail", [
+    ("production", "deny", None),
+    ("staging", "require_approval", None),    # the default: the deny rule is false
+    # An environment that is not a string cannot be told apart from production: the rule
+    # is in error and, being a deny rule, applies (fail closed).
+    (None, "deny", 'context.environment in ["production"]: the list holds string, not null'),
+    (["production"], "deny",
+     'context.environment in ["production"]: the list holds string, not array'),
+    ({"name": "production"}, "deny",
+     'context.environment in ["production"]: the list holds string, not object'),
+    (1, "deny", 'context.environment in ["production"]: the list holds string, not number'),
+    ("missing", "deny", "context.environment is missing"),
+])
+def test_environments_shortcut_fails_closed(tmp_path: Path, environment: object, decision: str,
+                                            detail: str | None) -> None:
+    policy = tmp_path / "envs.yaml"
+    policy.write_text(ENVIRONMENTS, encoding="utf-8")
+    engine = opa_bindings.OpaEngine()
+    load_into_engine(build([policy]).bundle(), engine)
+    context = {} if environment == "missing" else {"environment": environment}
+    d = engine.eval_document("veto.decision", {
+        "tool": "execute_sql", "args": {"statement": "drop table t"}, "context": context})
+    assert d["decision"] == decision
+    assert [e["detail"] for e in d["errors"]] == ([detail] if detail else [])
+    # An allow rule restricted to staging does not apply to an environment that is not one.
+    d = engine.eval_document("veto.decision", {"tool": "read_table", "args": {},
+                                               "context": context})
+    expected = "allow" if environment == "staging" else "require_approval"
+    assert d["decision"] == expected, environment

@@ -31,16 +31,33 @@ member(x, c) if {
 }
 
 # METADATA
-# description: c is an array without x, or an object without key x.
+# description: |
+#   c is an array without x that is empty or holds an element of x's JSON type, or an
+#   object without key x, a string. (Otherwise `x in c` is an error, not false.)
 not_member(x, c) if {
 	is_array(c)
 	not x in c
+	holds_type_of(c, x)
 }
 
 not_member(x, c) if {
 	is_object(c)
+	is_string(x)
 	not _has_key(c, x)
 }
+
+# METADATA
+# description: The array c is empty or holds an element of x's JSON type.
+holds_type_of(c, _) if count(c) == 0
+
+holds_type_of(c, x) if {
+	some e in c
+	type_name(e) == type_name(x)
+}
+
+# METADATA
+# description: The JSON types of the elements of the array c, sorted, joined by ", ".
+element_types(c) := concat(", ", sort({type_name(e) | some e in c}))
 
 # Object keys from JSON are strings; another type is never a key (and c[x] with a
 # non-string x is simply undefined, which is what we want).
@@ -58,11 +75,34 @@ sized(x) if is_array(x)
 sized(x) if is_object(x)
 
 # METADATA
-# description: A number without a fractional part (3 and 3.0 both are).
+# description: |
+#   A number without a fractional part (3, 3.0, 1e400). round() goes through a 64-bit
+#   float, which holds every whole number below 2^63 exactly; beyond, the number's text says.
 whole(x) if {
 	is_number(x)
 	round(x) == x
 }
+
+whole(x) if {
+	is_number(x)
+	round(x) != x
+	_whole_text(json.marshal(x))
+}
+
+# The JSON text of a number: a whole number if its digits, shifted by the exponent, leave
+# nothing after the point (12.50e1 is 125, 120e-1 is 12, 125e-1 is not whole).
+_whole_text(text) if {
+	[[_, digits, exp]] := regex.find_all_string_submatch_n(`^-?([0-9]+(?:\.[0-9]*)?)(?:[eE]([-+]?[0-9]+))?$`, text, 1)
+	parts := split(digits, ".")
+	fraction := concat("", array.slice(parts, 1, 2))
+	all_digits := concat("", parts)
+	zeros := count(all_digits) - count(trim_right(all_digits, "0"))
+	zeros >= count(fraction) - _exponent(exp)
+}
+
+_exponent("") := 0
+
+_exponent(exp) := to_number(trim_left(exp, "+")) if exp != ""
 
 # METADATA
 # description: Two numbers and both whole, the operands '%' takes.
@@ -106,6 +146,15 @@ add(a, b) := a + b if {
 	is_array(a)
 	is_array(b)
 }
+
+# METADATA
+# description: |
+#   a and b may be compared with == and !=: they have one JSON type, or one is null.
+comparable(a, b) if type_name(a) == type_name(b)
+
+comparable(null, _)
+
+comparable(_, null)
 
 # METADATA
 # description: |

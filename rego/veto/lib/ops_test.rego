@@ -19,10 +19,29 @@ test_member_of_array_compares_numbers_by_value if {
 	not ops.member(true, [1])
 }
 
+test_not_member_needs_an_element_of_the_type if {
+	not ops.not_member(true, [1])
+	not ops.not_member(null, ["production"])
+	not ops.not_member(["a"], ["a"])
+	ops.not_member("b", [1, "a"])
+	ops.not_member(null, [])
+	not ops.not_member(null, ["a", null, 1])
+	ops.member(null, ["a", null, 1])
+}
+
 test_member_of_object_means_key if {
 	ops.member("a", {"a": false})
 	ops.not_member("b", {"a": 1})
-	ops.not_member(1, {"1": 1})
+	not ops.not_member(1, {"1": 1})
+	not ops.member(1, {"1": 1})
+}
+
+test_comparable_values if {
+	ops.comparable(1, 2.5)
+	ops.comparable("a", null)
+	ops.comparable(null, [1])
+	not ops.comparable("a", ["a"])
+	not ops.comparable(1, "1")
 }
 
 test_member_of_other_types_is_undefined if {
@@ -45,6 +64,17 @@ test_whole_numbers if {
 	ops.whole(-7)
 	not ops.whole(2.5)
 	not ops.whole("3")
+}
+
+test_whole_numbers_beyond_a_float if {
+	ops.whole(1606938044258990275541962092341162602522202993782792835301377)
+	ops.whole(1e400)
+	ops.whole(12.50e1)
+	ops.whole(120e-1)
+	ops.whole(0e-400)
+	not ops.whole(125e-1)
+	not ops.whole(12345678901234567890123.5)
+	not ops.whole(1606938044258990275541962092341162602522202993782792835301377e-1)
 }
 
 test_add_by_type if {
