@@ -15,7 +15,7 @@ from typing import Any, Callable
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.diagnostics import ARITY, PARSE, TYPE, ExpressionProblem
 from veto_opa.translators.functions import (
-    ARRAY, BOOLEAN, GLOBALS, METHODS, NUMBER, OBJECT, STRING, regex_problem,
+    ARRAY, BOOLEAN, GLOBALS, METHODS, NUMBER, OBJECT, STRING, Function, regex_problem,
 )
 from veto_opa.translators.types import (
     ANY, T_ARRAY, T_BOOLEAN, T_NUMBER, T_OBJECT, T_STRING, Type, describe, expected, of_value,
@@ -181,7 +181,8 @@ class _Checker:
             return ANY  # reported by the parser
         return self._apply(fn, node, operands, types)
 
-    def _apply(self, fn, node: ex.Node, operands: list[ex.Node], types: list[Type]) -> Type:
+    def _apply(self, fn: Function, node: ex.Node, operands: list[ex.Node],
+               types: list[Type]) -> Type:
         if len(operands) != len(fn.operands):
             given = len(operands) - (1 if fn.method else 0)
             plural = "argument" if fn.arity == 1 else "arguments"

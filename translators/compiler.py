@@ -23,7 +23,7 @@ import jinja2
 from veto_opa import __version__
 from veto_opa.translators import rego
 from veto_opa.translators.bundle import Bundle, build_bundle
-from veto_opa.translators.details import Explainer
+from veto_opa.translators.details import FALLBACK, Explainer
 from veto_opa.translators.generator import ConditionCompiler, Scope, _block
 from veto_opa.translators.policy import Policy, Rule
 
@@ -107,11 +107,14 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
     modules = dict(library_modules())
     data: dict[str, Any] = {}
     for p in policies:
-        modules[p.module_path] = policy_module(p)
+        module, details = compile_policy(p)
+        modules[p.module_path] = module
         if p.tests:
             modules[p.test_module_path] = test_module(p)
         if p.rules:
             data[f"veto/rules/{p.name}"] = rules_data(p)
+        if details:
+            data[f"veto/details/{p.name}"] = details
     modules["veto/bundle.rego"] = _env.get_template("bundle.rego.j2").render(
         version=__version__,
         revision=rego.string(revision),
@@ -150,11 +153,20 @@ def rules_data(policy: Policy) -> dict[str, Any]:
 
 def policy_module(policy: Policy) -> str:
     """The Rego module of one policy."""
+    return compile_policy(policy)[0]
+
+
+def compile_policy(policy: Policy) -> tuple[str, dict[str, str]]:
+    """The Rego module of one policy, and the details of its rules' errors as data: for each
+    rule with a condition, the JSON text of the list its detail rule indexes (one string a
+    rule, which OPA loads as one value; only a rule in error reads it)."""
     rules = [_rule_context(policy, rule) for rule in policy.rules]
+    details = {r["name"]: json.dumps(r["forms"], ensure_ascii=False, separators=(",", ":"))
+               for r in rules if r.get("forms")}
     imports = []
     if any(r["uses_ops"] for r in rules):
         imports.append("data.veto.lib.ops")
-    return _env.get_template("policy.rego.j2").render(
+    module = _env.get_template("policy.rego.j2").render(
         version=__version__,
         source=_one_line(policy.source),
         source_yaml=rego.yaml_string(policy.source),
@@ -167,7 +179,9 @@ def policy_module(policy: Policy) -> str:
                            "default": policy.default, "source": policy.source,
                            "sha256": policy.sha256}),
         rules=rules,
+        fallback=rego.string(FALLBACK),
     )
+    return module, details
 
 
 def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
@@ -199,14 +213,14 @@ def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
     bodies = [_block(b) for b in falsity]
     bodies += [f"true if {_block(b)}" for b in truth]
     bodies[1:len(falsity)] = [f"false if {b}" for b in bodies[1:len(falsity)]]
-    # Neither: the condition is in error, and the detail rule says why.
-    detail = Explainer(compiler).rule(f"{prefix}_D")
+    # Neither: the condition is in error, and the checks that follow say why.
+    explainer = Explainer(compiler)
+    bodies += [f'{{"error": {value}}} if {block}' for value, block in explainer.bodies()]
     ctx.update(
+        forms=explainer.forms,
         status=prefix,
         bodies=bodies,
         alternatives=len(truth) + len(falsity),
-        detail_name=f"{prefix}_D",
-        detail=detail,
         helpers=compiler.helpers,
         uses_ops=compiler.uses_ops,
     )

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from veto_opa.translators import evaluator
 from veto_opa.translators import expressions as ex
@@ -41,7 +41,7 @@ from veto_opa.translators.functions import (
 from veto_opa.translators.generator import (
     ConditionCompiler, Scope, Stmts, Val, _block, _call, _has_type,
 )
-from veto_opa.translators.types import T_BOOLEAN, Type
+from veto_opa.translators.types import ANY, T_BOOLEAN, Type, type_name
 
 FALLBACK = "the condition could not be evaluated"
 """The detail when no site fires: never, if the generated Rego is right (the differential
@@ -61,22 +61,65 @@ class Term(NamedTuple):
     rego: str
 
 
+class TypeAt(NamedTuple):
+    """The JSON type of the input value at ``path`` (``("args", "x")``), in a detail text:
+    filled in by ``ops.detail`` when the detail is read, so that the detail rule's head is a
+    constant (a call there costs OPA about as much to compile as the rest of the body)."""
+
+    path: tuple[str, ...]
+    rego: str     # the value's term, for a detail that is built in Rego after all
+
+
+@dataclass(frozen=True)
+class Form:
+    """A detail known at compile time, as data: a text; ``[template, path, ...]`` whose
+    ``%s`` are the types of input values; or a path object (see ``ops.detail``). The detail
+    rule names it by its index in the rule's list of forms, which the bundle carries as data
+    (``veto/details/<policy>``): OPA compiles every term of a module, and a rule head that
+    is a number costs it nothing next to the text."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A detail built in Rego from values only known at evaluation (a macro variable's
+    type): ``concat("", [...])``."""
+
+    term: str
+
+
+Detail = Form | Computed
+
+
 @dataclass(frozen=True)
 class Site:
-    """One way a condition can be in error: the body that detects it and the detail."""
+    """One way a condition can be in error: the body that detects it and the detail.
+
+    ``path`` marks the site of an input path that cannot be read (its ``detail`` is the
+    object ``ops.detail`` walks), ``typed`` a site that the value at an input path has none
+    of some types: the second can join the first when it follows it (one body, fewer for
+    OPA to compile), see :func:`_merged`.
+    """
 
     stmts: tuple[str, ...]
-    detail: str
+    detail: Detail
+    path: dict[str, Any] | None = None     # the fields of the path object
+    typed: tuple[tuple[str, ...], Type] | None = None
+
+    def guarded(self, guard: list[str]) -> Site:
+        return Site((*guard, *self.stmts), self.detail, self.path, self.typed)
 
 
-Piece = str | Term
+Piece = str | Term | TypeAt
 
 
-def detail(kind: str, **fields: Piece | list[Piece]) -> str:
-    """The Rego expression of ``MESSAGES[kind]`` with ``fields`` (literal text, terms, or
-    lists of both): a string literal when all is literal text, else a ``concat``."""
+def detail(kind: str, **fields: Piece | list[Piece]) -> Detail:
+    """``MESSAGES[kind]`` with ``fields`` (literal text, terms, or lists of them): the text
+    when all is literal text; with types of input values only, ``[template, path, ...]``
+    (``%s`` for each type, in order); else a ``concat`` in Rego."""
     pieces: list[Piece] = []
-    for literal, name, _, _ in string.Formatter().parse(evaluator.MESSAGES[kind]):
+    for literal, name in _TEMPLATES[kind]:
         if literal:
             pieces.append(literal)
         if name is not None:
@@ -89,11 +132,18 @@ def detail(kind: str, **fields: Piece | list[Piece]) -> str:
         else:
             merged.append(piece)
     if len(merged) == 1 and isinstance(merged[0], str):
-        return rego.string(merged[0])
-    terms = [p.rego if isinstance(p, Term) else rego.string(p) for p in merged]
-    return f'concat("", [{", ".join(terms)}])'
+        return Form(merged[0])
+    if not any(isinstance(p, Term) for p in merged):
+        template = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in merged)
+        paths = [list(p.path) for p in merged if isinstance(p, TypeAt)]
+        return Form([template, *paths])
+    terms = [p if isinstance(p, Term) else Term(f"type_name({p.rego})") if isinstance(p, TypeAt)
+             else Term(rego.string(p)) for p in merged]
+    return Computed(f'concat("", [{", ".join(t.rego for t in terms)}])')
 
 
+_TEMPLATES = {kind: [(literal, name) for literal, name, _, _ in string.Formatter().parse(text)]
+              for kind, text in evaluator.MESSAGES.items()}
 _ORDERED = (frozenset({NUMBER}), frozenset({STRING}))
 
 
@@ -104,13 +154,46 @@ class Explainer:
     def __init__(self, compiler: ConditionCompiler) -> None:
         self.cc = compiler
         self.n_functions = 0
+        self.forms: list[Any] = []          # the data: the rule's details, by index
+        self._index: dict[str, int] = {}
 
     # -- entry point ---------------------------------------------------------------------
 
-    def rule(self, name: str) -> str:
-        """The rule ``name`` whose value is the detail of the condition, known to be in error."""
+    def bodies(self) -> list[tuple[str, str]]:
+        """The condition's detail, known to be in error: ``(value, body)`` for each check
+        that can fire first, in order, the value the index of a detail in :attr:`forms` or
+        a text built in Rego. The status rule continues its chain with them (a rule of their
+        own would cost OPA about a third as much again to compile)."""
         sites = self.boolean_sites(self.cc.checked.node, Scope(), ERROR)
-        return _chain(name, sites, FALLBACK)
+        bodies = self.checks(sites)
+        if any("ops." in body for _, body in bodies) or any("ops." in h for h in self.cc.helpers):
+            self.cc.uses_ops = True
+        return bodies
+
+    def checks(self, sites: list[Site]) -> list[tuple[str, str]]:
+        """``(value, body)`` for each site that can fire first."""
+        seen: set[tuple[str, ...]] = set()
+        bodies = []
+        for site in _merged(sites):
+            # A body that an earlier one already has never fires: the earlier one fires first.
+            if site.stmts in seen or "false" in site.stmts:
+                continue
+            seen.add(site.stmts)
+            stmts = _dedupe(site.stmts) or ["true"]
+            if isinstance(site.detail, Form):
+                value = str(self.index(site.detail.value))
+                stmts = [*rego.comment_lines(_plain(site.detail.value)), *stmts]
+            else:
+                value = site.detail.term
+            bodies.append((value, _block(stmts)))
+        return bodies
+
+    def index(self, form: Any) -> int:
+        key = repr(form)    # forms are JSON values built in one order: equal forms, equal texts
+        if key not in self._index:
+            self._index[key] = len(self.forms)
+            self.forms.append(form)
+        return self._index[key]
 
     # -- sites -----------------------------------------------------------------------------
 
@@ -119,7 +202,7 @@ class Explainer:
         constant = self.cc.constant(node)
         if not self.cc.is_variable(constant):
             if isinstance(constant, evaluator.Err):
-                return [Site((), rego.string(constant.detail))]
+                return [Site((), Form(constant.detail))]
             return []
         return _SITES[node.key](self, node, scope, known)
 
@@ -130,10 +213,10 @@ class Explainer:
         if not self.cc.is_variable(constant) and not isinstance(constant, evaluator.Err):
             if isinstance(constant, bool):
                 return []
-            found = evaluator.type_name(constant)
+            found = type_name(constant)
             return [Site((), detail("not_boolean", text=node.text, type=found))]
         sites = self.sites(node, scope, known)
-        if not self.cc.type_of(node) <= T_BOOLEAN:
+        if not self.static(node) <= T_BOOLEAN:
             val = self.term(node, scope)
             sites.append(self.site([*val.stmts, f"not is_boolean({val.term})"],
                                    detail("not_boolean", text=node.text,
@@ -157,20 +240,42 @@ class Explainer:
         return val if val.ref or val.solid else self.cc.solid(val)
 
     @staticmethod
-    def site(stmts: Stmts, text: str) -> Site:
+    def site(stmts: Stmts, text: Detail) -> Site:
         return Site(tuple(stmts), text)
 
+    def static(self, node: ex.Node) -> Type:
+        """The static type of ``node`` as far as its errors go. The checker types the roots
+        by the guard's contract (``args`` and ``context`` are objects); an input document
+        written by hand may break it, and the detail must still be the evaluator's."""
+        if isinstance(node, ex.Root):
+            return ANY
+        return self.cc.type_of(node)
+
     def type_name(self, node: ex.Node, val: Val) -> Piece:
-        """The JSON type of ``node``'s value, as text when its static type is certain."""
-        static = self.cc.type_of(node)
+        """The JSON type of ``node``'s value: as text when its static type is certain, as
+        the path of an input value when it is one (``args.o.k``), else a Rego term."""
+        static = self.static(node)
         if len(static) == 1:
             return next(iter(static))
+        path = _input_path(node)
+        if path is not None:
+            return TypeAt(path, val.term)
         return Term(f"type_name({val.term})")
+
+    def type_site(self, node: ex.Node, val: Val, accepted: Type, base: Stmts,
+                  text: Detail) -> Site | None:
+        """The site where ``node``'s value has none of the ``accepted`` types, with detail
+        ``text``; None when its static type says it always has one."""
+        if self.static(node) <= accepted:
+            return None
+        path = _input_path(node)
+        typed = (path, accepted) if path is not None and not base else None
+        return Site((*base, f"not {_has_type(val.term, accepted)}"), text, typed=typed)
 
     def unless_typed(self, node: ex.Node, val: Val, accepted: Type) -> Stmts | None:
         """The statement that ``val`` lacks every type in ``accepted``, or None when the
         static type of ``node`` already guarantees one."""
-        if self.cc.type_of(node) <= accepted:
+        if self.static(node) <= accepted:
             return None
         return [f"not {_has_type(val.term, accepted)}"]
 
@@ -190,6 +295,9 @@ class Explainer:
         return []   # bound to an element of a list
 
     def field_sites(self, node: ex.Field, scope: Scope, known: Known) -> list[Site]:
+        path = _input_path(node)
+        if path is not None:
+            return [self.path_site(node, path)]
         sites, (target,) = self.operand_sites([node.target], scope)
         not_object = self.unless_typed(node.target, target, frozenset({OBJECT}))
         if not_object is not None:
@@ -206,11 +314,29 @@ class Explainer:
         sites.append(self.site(missing, detail("missing", text=node.text)))
         return sites
 
+    def path_site(self, node: ex.Field, path: tuple[str, ...]) -> Site:
+        """One site for every step of a path of fields from a root (``args.o.k``): the value
+        is missing, and ``ops.detail`` walks the path to say at which step and why, with the
+        texts each step's own site would have."""
+        steps: list[ex.Node] = []
+        current: ex.Node = node
+        while isinstance(current, ex.Field):
+            steps.append(current)
+            current = current.target
+        steps.append(current)                 # the root
+        steps.reverse()
+        missing = [evaluator.MESSAGES["missing"].format(text=n.text) for n in steps]
+        # The value before the root is the input, always an object.
+        not_object = [None] + [_around("not_object", "type", target=n.text) for n in steps[:-1]]
+        ref = self.cc.value(node, Scope()).term
+        fields = {"path": list(path), "missing": missing, "not_object": not_object}
+        return Site(tuple(_undefined(ref)), Form(fields), path=fields)
+
     def index_sites(self, node: ex.Index, scope: Scope, known: Known) -> list[Site]:
         sites, (target, index) = self.operand_sites([node.target, node.index], scope)
         t, i = target.term, index.term
         base = [*target.stmts, *index.stmts]
-        target_type = self.cc.type_of(node.target)
+        target_type = self.static(node.target)
         self.cc.uses_ops = True
         if ARRAY in target_type:
             array = [*base, f"is_array({t})"]
@@ -235,41 +361,45 @@ class Explainer:
 
     def neg_sites(self, node: ex.Neg, scope: Scope, known: Known) -> list[Site]:
         sites, (operand,) = self.operand_sites([node.operand], scope)
-        not_number = self.unless_typed(node.operand, operand, frozenset({NUMBER}))
-        if not_number is not None:
-            sites.append(self.site([*operand.stmts, *not_number], detail(
-                "negate", text=node.text, type=self.type_name(node.operand, operand))))
-        return sites
+        site = self.type_site(node.operand, operand, frozenset({NUMBER}), operand.stmts, detail(
+            "negate", text=node.text, type=self.type_name(node.operand, operand)))
+        return sites + ([site] if site else [])
 
     def compare_sites(self, node: ex.Compare, scope: Scope, known: Known) -> list[Site]:
         sites, (left, right) = self.operand_sites([node.left, node.right], scope)
-        lt, rt = self.cc.type_of(node.left), self.cc.type_of(node.right)
+        lt, rt = self.static(node.left), self.static(node.right)
         types = {"left": self.type_name(node.left, left), "right": self.type_name(node.right, right)}
+        base = [*left.stmts, *right.stmts]
+        text = detail("order", text=node.text, **types)
+        pair = ((node.left, left, lt), (node.right, right, rt))
         if node.op in ("==", "!="):
-            base = [*left.stmts, *right.stmts]
+            # Values of one type compare, and anything compares with null.
             if not (lt & rt or NULL in lt | rt):
-                sites.append(self.site(base, detail("order", text=node.text, **types)))
-            else:
-                sites += [self.site([*base, f"not {stmt}"], detail("order", text=node.text, **types))
-                          for stmt in self.cc.comparable(left, lt, right, rt)]
+                return [*sites, self.site(base, text)]     # never comparable
+            if (lt == rt and len(lt) == 1) or frozenset({NULL}) in (lt, rt):
+                return sites
+            for (_, _, one), (other, val, _) in (pair, pair[::-1]):
+                if len(one) == 1:    # the other must have that type, or be null
+                    site = self.type_site(other, val, one | {NULL}, base, text)
+                    return sites + ([site] if site else [])
+            self.cc.uses_ops = True
+            return [*sites, self.site([*base, f"not ops.comparable({left.term}, {right.term})"],
+                                      text)]
+        if (lt | rt) <= frozenset({NUMBER}) or (lt | rt) <= frozenset({STRING}):
             return sites
-        if not ((lt | rt) <= frozenset({NUMBER}) or (lt | rt) <= frozenset({STRING})):
-            same = rt if rt in _ORDERED else lt if lt in _ORDERED else None
-            if same is not None:   # one side is statically a number or a string
-                check = [f"not {_has_type(left.term if same is rt else right.term, same)}"]
-            else:
-                self.cc.uses_ops = True
-                check = [f"not ops.ordered({left.term}, {right.term})"]
-            sites.append(self.site([*left.stmts, *right.stmts, *check],
-                                   detail("order", text=node.text, **types)))
-        return sites
+        for (_, _, one), (other, val, _) in (pair, pair[::-1]):
+            if one in _ORDERED:      # one side is statically a number or a string
+                site = self.type_site(other, val, one, base, text)
+                return sites + ([site] if site else [])
+        self.cc.uses_ops = True
+        return [*sites, self.site([*base, f"not ops.ordered({left.term}, {right.term})"], text)]
 
     def in_sites(self, node: ex.In, scope: Scope, known: Known) -> list[Site]:
         sites, (item, coll) = self.operand_sites([node.item, node.collection], scope)
         x, c = item.term, coll.term
         base = [*item.stmts, *coll.stmts]
         item_type = self.type_name(node.item, item)
-        collection_type = self.cc.type_of(node.collection)
+        collection_type = self.static(node.collection)
         if not collection_type <= frozenset({ARRAY, OBJECT}):
             sites.append(self.site([*base, f"not is_array({c})", f"not is_object({c})"],
                                    detail("not_collection", text=node.text,
@@ -277,17 +407,17 @@ class Explainer:
         # An item of a type that no element of a list has, or a key that is not a string.
         elements = self.cc.element_types(node.collection)
         if elements is not None:
-            if elements and not self.cc.type_of(node.item) <= elements:
-                sites.append(self.site([*base, f"not {_has_type(x, elements)}"], detail(
-                    "member", text=node.text, types=", ".join(sorted(elements)),
-                    type=item_type)))
+            site = self.type_site(node.item, item, elements, base, detail(
+                "member", text=node.text, types=", ".join(sorted(elements)), type=item_type))
+            if elements and site is not None:
+                sites.append(site)
         elif ARRAY in collection_type:
             self.cc.uses_ops = True
             sites.append(self.site(
                 [*base, f"is_array({c})", f"not ops.holds_type_of({c}, {x})"],
                 detail("member", text=node.text, types=Term(f"ops.element_types({c})"),
                        type=item_type)))
-        if OBJECT in collection_type and not self.cc.type_of(node.item) <= frozenset({STRING}):
+        if OBJECT in collection_type and not self.static(node.item) <= frozenset({STRING}):
             sites.append(self.site([*base, f"is_object({c})", f"not is_string({x})"],
                                    detail("key", text=node.text, type=item_type)))
         return sites
@@ -299,17 +429,17 @@ class Explainer:
         types = {"left": self.type_name(node.left, left),
                  "right": self.type_name(node.right, right)}
         self.cc.uses_ops = True
-        lt, rt = self.cc.type_of(node.left), self.cc.type_of(node.right)
+        lt, rt = self.static(node.left), self.static(node.right)
         if node.op == "+":
             if not (lt == rt and len(lt) == 1 and lt <= frozenset({NUMBER, STRING, ARRAY})):
                 sites.append(self.site([*base, f"not ops.addable({a}, {b})"],
                                        detail("arith", text=node.text, op=node.op, **types)))
             return sites
-        numbers = frozenset({NUMBER})
-        for side, static in ((a, lt), (b, rt)):
-            if not static <= numbers:
-                sites.append(self.site([*base, f"not is_number({side})"],
-                                       detail("arith", text=node.text, op=node.op, **types)))
+        for operand, val in ((node.left, left), (node.right, right)):
+            site = self.type_site(operand, val, frozenset({NUMBER}), base,
+                                  detail("arith", text=node.text, op=node.op, **types))
+            if site is not None:
+                sites.append(site)
         if node.op in ("/", "%"):
             base += [f"is_number({a})", f"is_number({b})"]
             sites.append(self.site([*base, f"0 == {b}"],
@@ -336,7 +466,7 @@ class Explainer:
         for i, operand in enumerate(operands):
             inner = ERROR if i == len(operands) - 1 else frozenset({decisive})
             sites += self.boolean_sites(operand, scope, inner)
-        return [Site((*guard, *s.stmts), s.detail) for s in sites]
+        return [s.guarded(guard) for s in sites]
 
     def guard(self, node: ex.Node, scope: Scope, known: Known,
               outcomes: Known = ERROR) -> list[str]:
@@ -370,9 +500,9 @@ class Explainer:
         text = detail("operands", text=node.text, name=fn.name, types=types)
         guards = []
         for operand, val, accepted in zip(operands, values, fn.operands):
-            wrong = self.unless_typed(operand, val, frozenset(accepted))
-            if wrong is not None:
-                sites.append(self.site(base + wrong, text))
+            site = self.type_site(operand, val, frozenset(accepted), base, text)
+            if site is not None:
+                sites.append(site)
                 guards.append(_has_type(val.term, frozenset(accepted)))
         if fn.name == "matches" and not isinstance(operands[1], ex.Literal):
             sites.append(self.site([*base, *guards, f"not regex.is_valid({values[1].term})"],
@@ -382,10 +512,10 @@ class Explainer:
     def macro_sites(self, node: ex.Macro, scope: Scope, known: Known) -> list[Site]:
         sites, (target,) = self.operand_sites([node.target], scope)
         stmts = [*target.stmts]
-        not_array = self.unless_typed(node.target, target, frozenset({ARRAY}))
-        if not_array is not None:
-            sites.append(self.site(stmts + not_array, detail(
-                "not_array", text=node.text, name=node.name, type=self.type_name(node.target, target))))
+        site = self.type_site(node.target, target, frozenset({ARRAY}), stmts, detail(
+            "not_array", text=node.text, name=node.name, type=self.type_name(node.target, target)))
+        if site is not None:
+            sites.append(site)
             stmts.append(f"is_array({target.term})")
         # exists is decided by a true element, all by a false one: the first erroring
         # element is the error when no element decides.
@@ -397,13 +527,15 @@ class Explainer:
             return sites
         self.n_functions += 1
         function = _call(f"{self.cc.prefix}_D{self.n_functions}", inner.params)
-        self.cc.helpers.append(_chain(function, body, None))
+        checks = self.checks(body)
+        self.cc.helpers.append(f"{function} := " + " else := ".join(
+            f"{value} if {block}" for value, block in checks))
         found, each = self.cc.fresh(), self.cc.fresh()
         guard = self.guard(node, scope, known, frozenset({decisive}))
         sites.append(self.site(
             [*guard, *stmts,
              f"{found} := [{each} | some {var} in {target.term}; {each} := {function}]",
-             f"count({found}) > 0"], f"{found}[0]"))
+             f"count({found}) > 0"], Computed(f"{found}[0]")))
         return sites
 
 
@@ -419,33 +551,62 @@ def _undefined(ref: str) -> Stmts:
     return [f"not {ref}", f"not {ref} == false"]
 
 
+def _input_path(node: ex.Node) -> tuple[str, ...] | None:
+    """``("args", "o", "k")`` for ``args.o.k``: fields from a root, else None."""
+    keys: list[str] = []
+    while isinstance(node, ex.Field):
+        keys.append(node.name)
+        node = node.target
+    if not isinstance(node, ex.Root):
+        return None
+    return (node.name, *reversed(keys))
+
+
+def _around(kind: str, field: str, **fields: str) -> list[str]:
+    """``MESSAGES[kind]`` with ``fields`` filled in, split around the placeholder ``field``."""
+    marker = "\x00"
+    prefix, suffix = evaluator.MESSAGES[kind].format(**fields, **{field: marker}).split(marker)
+    return [prefix, suffix]
+
+
+def _plain(form: Any) -> str:
+    """A form as the comment above its check: the text, types shown as ``<type>``."""
+    if isinstance(form, str):
+        return form
+    if isinstance(form, list):
+        return str(form[0]).replace("%s", "<type>").replace("%%", "%")
+    plain = str(form["missing"][-1])
+    return f"{plain}, or {_plain(form['else'])}" if "else" in form else plain
+
+
+def _merged(sites: list[Site]) -> list[Site]:
+    """The sites, with each type site that directly follows the path site of its value
+    joined to it: one body, ``not is_string(object.get(input, path, ops.absent))``, fires
+    when the value is missing or ill-typed, and ``ops.detail`` tells which."""
+    out: list[Site] = []
+    for site in sites:
+        prev = out[-1] if out else None
+        if (prev is not None and prev.path is not None and site.typed is not None
+                and list(site.typed[0]) == prev.path["path"]
+                and prev.stmts[:-2] == site.stmts[:-1] and isinstance(site.detail, Form)):
+            path, accepted = site.typed
+            value = f"object.get(input, {rego.value(list(path))}, ops.absent)"
+            out[-1] = Site((*site.stmts[:-1], f"not {_has_type(value, accepted)}"),
+                           Form({**prev.path, "else": site.detail.value}))
+            continue
+        out.append(site)
+    return out
+
+
 def _swapped(known: Known) -> Known:
     return frozenset({_T: _F, _F: _T}[k] for k in known)
 
 
 def _operands(node: ex.Node, kind: type) -> list[ex.Node]:
     """The operands of a chain of ``kind`` (``&&`` or ``||``), however it is parenthesised."""
-    if isinstance(node, kind):
-        return _operands(node.left, kind) + _operands(node.right, kind)   # type: ignore[attr-defined]
+    if isinstance(node, kind) and isinstance(node, (ex.And, ex.Or)):
+        return _operands(node.left, kind) + _operands(node.right, kind)
     return [node]
-
-
-def _chain(head: str, sites: list[Site], fallback: str | None) -> str:
-    """``head := <detail> if {...} else := ...``, one body per distinct site; with a
-    ``fallback`` detail when none fires."""
-    seen: set[Site] = set()
-    bodies = []
-    for site in sites:
-        if site in seen or "false" in site.stmts:
-            continue
-        seen.add(site)
-        bodies.append(f"{site.detail} if {_block(_dedupe(site.stmts))}")
-    if not bodies:
-        return f"{head} := {rego.string(fallback or FALLBACK)}"
-    text = f"{head} := " + " else := ".join(bodies)
-    if fallback is not None:
-        text += f" else := {rego.string(fallback)}"
-    return text
 
 
 def _dedupe(stmts: tuple[str, ...]) -> list[str]:

@@ -40,6 +40,7 @@ from veto_opa.translators.parser import ParseError, parse
 from veto_opa.translators.policy import (
     Example, Expectation, Policy, Rule, environment_condition,
 )
+from veto_opa.translators.redaction_paths import parse_redact_path
 from veto_opa.translators.rego import KEYWORDS
 from veto_opa.translators.schema import (
     NAME_RULE, ExpectSpec, PolicyFile, RuleSpec, TestSpec, explain, found,
@@ -204,7 +205,7 @@ class _FileChecker:
         except ValidationError as e:
             for error in e.errors():
                 path = (*base, *error["loc"])
-                anchor, message = explain(error, path)
+                anchor, message = explain(dict(error), path)
                 code = {"extra_forbidden": UNKNOWN_KEY}.get(error["type"], SCHEMA)
                 if anchor == "key":
                     self.at_key(path, code, message)
@@ -417,8 +418,6 @@ class _FileChecker:
         paths = self.root.get("redact")
         if not isinstance(paths, list):
             return
-        from veto_opa.records.redaction import parse_redact_path  # runtime side, loaded late
-
         for i, text in enumerate(paths):
             if isinstance(text, str):
                 try:

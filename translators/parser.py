@@ -72,22 +72,6 @@ class _Parser:
         self.source = text
         self.tokens = tokens
         self.starts = [t.start for t in tokens]
-        # The text with whitespace between tokens folded, and where each token starts and
-        # ends in it: a node's text is then one slice (see text_of).
-        parts: list[str] = []
-        self.folded_start: dict[int, int] = {}
-        self.folded_end: dict[int, int] = {}
-        at, last = 0, None
-        for tok in tokens[:-1]:
-            if last is not None and tok.start > last:
-                parts.append(" ")
-                at += 1
-            self.folded_start[tok.start] = at
-            parts.append(tok.text)
-            at += len(tok.text)
-            self.folded_end[tok.end] = at
-            last = tok.end
-        self.folded = "".join(parts)
         self.pos = 0
         self.nesting = 0
         self.scope: list[str] = []
@@ -110,6 +94,9 @@ class _Parser:
         # cannot contain those characters (a string's text keeps its quotes).
         return self.tokens[self.pos].text == op
 
+    def at_end(self) -> bool:
+        return self.tok.kind is Kind.EOF
+
     def at_keyword(self, word: str) -> bool:
         return self.tok.kind is Kind.IDENT and self.tok.text == word
 
@@ -124,9 +111,6 @@ class _Parser:
 
     def text_of(self, start: int, end: int) -> str:
         """Source text of a span, whitespace between tokens folded to one space."""
-        i, j = self.folded_start.get(start), self.folded_end.get(end)
-        if i is not None and j is not None:    # the span starts and ends with a token
-            return self.folded[i:j]
         parts: list[str] = []
         last = None
         for tok in self.tokens[bisect.bisect_left(self.starts, start):]:
@@ -157,7 +141,7 @@ class _Parser:
         if self.tok.kind is Kind.EOF:
             raise self.error("empty expression")
         node = self.parse_or()
-        if self.tok.kind is not Kind.EOF:
+        if not self.at_end():
             raise self.error(f"expected an operator or end of expression, found "
                              f"{self.tok.describe()}")
         # Each node takes at least one token of its own, so a tree is never deeper than the

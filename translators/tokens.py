@@ -29,8 +29,7 @@ class Kind(enum.Enum):
 
 
 class Token(NamedTuple):
-    """One token (a named tuple: immutable, and several times cheaper to make than a frozen
-    dataclass, which counts for policies of thousands of conditions)."""
+    """One token: its kind, source text, offsets, and decoded value for literals."""
 
     kind: Kind
     text: str

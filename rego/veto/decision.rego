@@ -16,6 +16,8 @@
 #   (function calls would hash their arguments on every call).
 package veto
 
+import data.veto.lib.ops
+
 # METADATA
 # title: Decision for this tool call
 # description: |
@@ -107,19 +109,24 @@ _applies(status, action) if {
 	action != "allow"
 }
 
-_message(_, rule, status, _) := sprintf("rule %s could not be evaluated: %s", [rule, _detail(status)]) if {
+_message(name, rule, status, _) := sprintf("rule %s could not be evaluated: %s", [rule, _detail(name, rule, status)]) if {
 	_ = status.error
 }
 
 _message(_, _, true, meta) := meta.message
 
-# What was missing or ill-typed; a detail that is not a string (a status written by hand)
-# still fails closed with a generic one.
-_detail(status) := status.error if {
-	is_string(status.error)
+# What was missing or ill-typed: the generated detail, or its index in the rule's details
+# (data.veto.details.<policy>.<rule>); a detail of another form still fails closed, with a
+# generic one.
+_detail(name, rule, status) := d if {
+	d := ops.detail(status.error, object.get(_details, [name, rule], "[]"))
 } else := "the condition could not be evaluated"
 
-_errors := [{"rule": rule, "detail": _detail(status), "policy": name} |
+_details := d if {
+	d := data.veto.details
+} else := {}
+
+_errors := [{"rule": rule, "detail": _detail(name, rule, status), "policy": name} |
 	some [_, _, name, rule, status, _] in _hits
 	_ = status.error
 ]

@@ -15,10 +15,12 @@ import data.veto.lib.ops
 #   This policy's name, load order among the bundle's policies, and default. Each rule
 #   below adds [rule, value] to `status` when it governs this tool, where value is its
 #   condition's: true, false, or {"error": detail} when it is neither, the detail saying
-#   what was missing or ill-typed; the decision (package veto) reads the rule's order,
-#   action, reason and approvers in data.veto.rules.<policy>.<rule>. `status` is a
-#   partial set, not an object, because OPA indexes the bodies of partial sets by
-#   `input.tool`, so that rules for other tools cost nothing.
+#   what was missing or ill-typed (a text, or the index of one in the JSON list at
+#   data.veto.details.<policy>.<rule>: veto.lib.ops.detail reads either); the decision
+#   (package veto) reads the rule's order, action, reason and approvers in
+#   data.veto.rules.<policy>.<rule>. `status` is a partial set, not an object, because OPA
+#   indexes the bodies of partial sets by `input.tool`, so that rules for other tools cost
+#   nothing.
 policy := {"name": "platform", "index": 0, "default": "allow", "source": "examples/platform.yaml", "sha256": "ccdcf42e8e0fba01ae381bc584faca2d219e56e7dd88e1dd4ae82d4483acf664"}
 
 # ----------------------------------------------------------------------------------------
@@ -33,7 +35,9 @@ policy := {"name": "platform", "index": 0, "default": "allow", "source": "exampl
 
 status contains ["no_kubectl_in_kube_system", _no_kubectl_in_kube_system] if glob.match("kubectl_*", null, input.tool)
 
-# false, true, or the error when the condition is neither (one body per alternative).
+# false, true (one body per alternative), or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.no_kubectl_in_kube_system).
 _no_kubectl_in_kube_system := false if {
 	type_name(input.args.namespace) in {"null", "string"}
 	input.args.namespace != "kube-system"
@@ -49,23 +53,13 @@ _no_kubectl_in_kube_system := false if {
 	_ = input.args.manifest
 	is_string(input.args.manifest)
 	contains(input.args.manifest, "namespace: kube-system")
-} else := {"error": _no_kubectl_in_kube_system_D}
-
-# Why the condition is in error: the first check that fails, in evaluation order.
-_no_kubectl_in_kube_system_D := "args is missing" if {
-	not input.args
-	not input.args == false
-} else := "args.namespace is missing" if {
-	not input.args.namespace
-	not input.args.namespace == false
-} else := concat("", ["args.namespace == \"kube-system\": cannot compare ", type_name(input.args.namespace), " with string"]) if {
-	not type_name(input.args.namespace) in {"null", "string"}
-} else := "args.manifest is missing" if {
-	not input.args.manifest
-	not input.args.manifest == false
-} else := concat("", ["args.manifest.contains(\"namespace: kube-system\"): contains() cannot take ", type_name(input.args.manifest), ", string"]) if {
-	not is_string(input.args.manifest)
-} else := "the condition could not be evaluated"
+} else := {"error": 0} if {
+	# args.namespace is missing, or args.namespace == "kube-system": cannot compare <type> with string
+	not type_name(object.get(input, ["args", "namespace"], ops.absent)) in {"null", "string"}
+} else := {"error": 1} if {
+	# args.manifest is missing, or args.manifest.contains("namespace: kube-system"): contains() cannot take <type>, string
+	not is_string(object.get(input, ["args", "manifest"], ops.absent))
+} else := {"error": "the condition could not be evaluated"}
 
 _no_kubectl_in_kube_system_H1 if {
 	_ = input.args.manifest
@@ -83,25 +77,19 @@ _no_kubectl_in_kube_system_H1 if {
 status contains ["production_applies_need_review", _production_applies_need_review] if input.tool == "kubectl_apply"
 status contains ["production_applies_need_review", _production_applies_need_review] if input.tool == "kubectl_delete"
 
-# false, true, or the error when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.production_applies_need_review).
 _production_applies_need_review := false if {
 	x1 := input.context.environment
 	is_string(x1)
 	not x1 in ["production"]
 } else := true if {
 	input.context.environment in ["production"]
-} else := {"error": _production_applies_need_review_D}
-
-# Why the condition is in error: the first check that fails, in evaluation order.
-_production_applies_need_review_D := "context is missing" if {
-	not input.context
-	not input.context == false
-} else := "context.environment is missing" if {
-	not input.context.environment
-	not input.context.environment == false
-} else := concat("", ["context.environment in [\"production\"]: the list holds string, not ", type_name(input.context.environment)]) if {
-	not is_string(input.context.environment)
-} else := "the condition could not be evaluated"
+} else := {"error": 0} if {
+	# context.environment is missing, or context.environment in ["production"]: the list holds string, not <type>
+	not is_string(object.get(input, ["context", "environment"], ops.absent))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule no_privileged_containers (examples/platform.yaml:30:5)
@@ -113,25 +101,19 @@ _production_applies_need_review_D := "context is missing" if {
 
 status contains ["no_privileged_containers", _no_privileged_containers] if input.tool == "kubectl_apply"
 
-# false, true, or the error when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.no_privileged_containers).
 _no_privileged_containers := false if {
 	is_string(input.args.manifest)
 	not regex.match("(?i)privileged:\\s*true", input.args.manifest)
 } else := true if {
 	is_string(input.args.manifest)
 	regex.match("(?i)privileged:\\s*true", input.args.manifest)
-} else := {"error": _no_privileged_containers_D}
-
-# Why the condition is in error: the first check that fails, in evaluation order.
-_no_privileged_containers_D := "args is missing" if {
-	not input.args
-	not input.args == false
-} else := "args.manifest is missing" if {
-	not input.args.manifest
-	not input.args.manifest == false
-} else := concat("", ["args.manifest.matches(\"(?i)privileged:\\\\s*true\"): matches() cannot take ", type_name(input.args.manifest), ", string"]) if {
-	not is_string(input.args.manifest)
-} else := "the condition could not be evaluated"
+} else := {"error": 0} if {
+	# args.manifest is missing, or args.manifest.matches("(?i)privileged:\\s*true"): matches() cannot take <type>, string
+	not is_string(object.get(input, ["args", "manifest"], ops.absent))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule scale_limit (examples/platform.yaml:36:5)
@@ -144,25 +126,19 @@ _no_privileged_containers_D := "args is missing" if {
 
 status contains ["scale_limit", _scale_limit] if input.tool == "kubectl_scale"
 
-# false, true, or the error when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.scale_limit).
 _scale_limit := false if {
 	is_number(input.args.replicas)
 	input.args.replicas <= 20
 } else := true if {
 	is_number(input.args.replicas)
 	input.args.replicas > 20
-} else := {"error": _scale_limit_D}
-
-# Why the condition is in error: the first check that fails, in evaluation order.
-_scale_limit_D := "args is missing" if {
-	not input.args
-	not input.args == false
-} else := "args.replicas is missing" if {
-	not input.args.replicas
-	not input.args.replicas == false
-} else := concat("", ["args.replicas > 20: cannot compare ", type_name(input.args.replicas), " with number"]) if {
-	not is_number(input.args.replicas)
-} else := "the condition could not be evaluated"
+} else := {"error": 0} if {
+	# args.replicas is missing, or args.replicas > 20: cannot compare <type> with number
+	not is_number(object.get(input, ["args", "replicas"], ops.absent))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule close_own_tickets (examples/platform.yaml:43:5)
@@ -174,27 +150,23 @@ _scale_limit_D := "args is missing" if {
 
 status contains ["close_own_tickets", _close_own_tickets] if input.tool == "close_ticket"
 
-# false, true, or the error when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.close_own_tickets).
 _close_own_tickets := false if {
 	ops.comparable(input.args.assignee, input.context.user)
 	input.args.assignee != input.context.user
 } else := true if {
 	input.args.assignee == input.context.user
-} else := {"error": _close_own_tickets_D}
-
-# Why the condition is in error: the first check that fails, in evaluation order.
-_close_own_tickets_D := "args is missing" if {
-	not input.args
-	not input.args == false
-} else := "args.assignee is missing" if {
+} else := {"error": 0} if {
+	# args.assignee is missing
 	not input.args.assignee
 	not input.args.assignee == false
-} else := "context is missing" if {
-	not input.context
-	not input.context == false
-} else := "context.user is missing" if {
+} else := {"error": 1} if {
+	# context.user is missing
 	not input.context.user
 	not input.context.user == false
-} else := concat("", ["args.assignee == context.user: cannot compare ", type_name(input.args.assignee), " with ", type_name(input.context.user)]) if {
+} else := {"error": 2} if {
+	# args.assignee == context.user: cannot compare <type> with <type>
 	not ops.comparable(input.args.assignee, input.context.user)
-} else := "the condition could not be evaluated"
+} else := {"error": "the condition could not be evaluated"}

@@ -2,8 +2,8 @@
 
 A batch compiles every condition as a ``deny`` rule of one generated policy (exactly the
 module ``veto-opa build`` would write) and reads the policy's ``status``: for each rule true,
-false, or ``{"error": detail}`` with the detail generated for the condition. One evaluation
-answers for every condition at once.
+false, or ``{"error": detail}`` with the detail generated for the condition, its text as the
+decision shows it (``ops.detail``). One evaluation answers for every condition at once.
 """
 
 from __future__ import annotations
@@ -48,13 +48,34 @@ def policy_of(conditions: Sequence[Checked], name: str = "fuzz") -> Policy:
 
 
 def outcome(status: Any) -> Outcome:
-    """A rule's status as an outcome."""
+    """A rule's status, its error detail formatted, as an outcome."""
     if status is True:
         return ("T",)
     if status is False:
         return ("F",)
     assert isinstance(status, dict) and set(status) == {"error"}, status
+    assert isinstance(status["error"], str), status
     return ("E", status["error"])
+
+
+# The policy's status with each error detail formatted as the decision formats it.
+_STATUS = """package veto.difftest
+
+import data.veto.lib.ops
+
+status[rule] := value if {
+	some [rule, raw] in data.veto.policies.fuzz.status
+	value := _formatted(rule, raw)
+}
+
+_formatted(rule, raw) := {"error": ops.detail(raw.error, object.get(_details, rule, "[]"))} if {
+	_ = raw.error
+} else := raw
+
+_details := d if {
+	d := data.veto.details.fuzz
+} else := {}
+"""
 
 
 @dataclass
@@ -66,15 +87,16 @@ class Batch:
     @classmethod
     def build(cls, conditions: Sequence[Checked]) -> Batch:
         policy = policy_of(conditions)
-        module = compiler.policy_module(policy)
+        module, details = compiler.compile_policy(policy)
         engine = opa_bindings.OpaEngine()
         for path, source in compiler.library_modules().items():
             engine.add_policy(path, source)
         engine.add_policy(policy.module_path, module)
+        engine.add_data({"veto": {"details": {"fuzz": details}}})
+        engine.add_policy("difftest.rego", _STATUS)
         return cls(list(conditions), engine, module)
 
     def evaluate(self, input: dict[str, Any]) -> list[Outcome]:
         """The generated Rego's outcome of every condition for one input."""
-        pairs = self.engine.eval_document("veto.policies.fuzz.status", input)
-        status = dict(pairs)
+        status = self.engine.eval_document("veto.difftest.status", input)
         return [outcome(status[f"e{i}"]) for i in range(len(self.conditions))]

@@ -216,10 +216,19 @@ def random_input(r: random.Random) -> dict[str, Any]:
     maybe("role", lambda: r.choice(["viewer", "sre"]), context)
     maybe("flag", lambda: r.random() < 0.5, context)
     maybe("o", lambda: {"k": r.choice(NUMBERS)}, context)
-    return {
+    input: dict[str, Any] = {
         "tool": r.choice(["execute_sql", "rotate_secret", "x"]),
         "args": args,
         "context": context,
         "model": r.choice([None, "mistral-large-latest"]),
         "call_id": None,
     }
+    # Rarely, an input document that breaks the guard's contract: a root missing or of
+    # another type (the details must still name it as the reference evaluator does).
+    for root in ("args", "context"):
+        roll = r.random()
+        if roll < 0.02:
+            del input[root]
+        elif roll < 0.04:
+            input[root] = r.choice(["text", [1], None, 3])
+    return input

@@ -86,15 +86,18 @@ def test_seed_rules_in_error_name_what_is_missing() -> None:
     ]
 
 
-def test_detail_is_a_literal_unless_it_needs_a_value() -> None:
-    assert details.detail("missing", text='args["a b"]') == '"args[\\"a b\\"] is missing"'
-    assert details.detail("not_object", target="args.o", type="string") == (
-        '"args.o is not an object (found string)"')
-    assert details.detail("not_object", target="args.o", type=details.Term("type_name(x1)")) == (
-        'concat("", ["args.o is not an object (found ", type_name(x1), ")"])')
-    assert details.detail("operands", text="f(a, b)", name="f",
-                          types=[details.Term("type_name(a)"), ", number"]) == (
-        'concat("", ["f(a, b): f() cannot take ", type_name(a), ", number"])')
+def test_details_are_data_unless_they_need_a_value_of_the_evaluation() -> None:
+    assert details.detail("missing", text='args["a b"]') == details.Form('args["a b"] is missing')
+    assert details.detail("not_object", target="args.o", type="string") == details.Form(
+        "args.o is not an object (found string)")
+    # The type of an input value: filled in when the detail is read.
+    at = details.TypeAt(("args", "o"), "input.args.o")
+    assert details.detail("not_object", target="args.o % 2", type=at) == details.Form(
+        ["args.o %% 2 is not an object (found %s)", ["args", "o"]])
+    # The type of a value only the evaluation has (a macro variable): built in Rego.
+    assert details.detail("operands", text="f(v, b)", name="f",
+                          types=[details.Term("type_name(v_v)"), ", number"]) == details.Computed(
+        'concat("", ["f(v, b): f() cannot take ", type_name(v_v), ", number"])')
 
 
 def test_the_detail_of_a_text_with_percent_signs_and_quotes_is_kept() -> None:

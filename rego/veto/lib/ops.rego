@@ -149,6 +149,54 @@ add(a, b) := a + b if {
 
 # METADATA
 # description: |
+#   The text of a generated error detail d: a text built in Rego, or the index of a detail
+#   in `forms`, the JSON text of the rule's list in data.veto.details.<policy>.<rule>.
+detail(d, forms) := d if {
+	is_string(d)
+} else := _form(json.unmarshal(forms)[d]) if {
+	is_number(d)
+}
+
+# The text of a detail form, one of:
+#   - a string: the text;
+#   - [template, path, ...]: the template with each %s replaced by the JSON type of the
+#     input value at the next path;
+#   - {"path": keys, "missing": texts, "not_object": pairs, "else": detail}: if the input
+#     path `keys` cannot be read, missing[i] where keys[i] is the first key missing, or,
+#     where the value before it is not an object, pairs[i][0] + that value's type +
+#     pairs[i][1]; if it can, the detail "else" (one of the forms above).
+_form(d) := _text(d) if {
+	not is_object(d)
+} else := _path_detail(d.path, d.missing, d.not_object, _first_missing(d.path)) if {
+	is_object(d)
+} else := _text(d["else"])
+
+_text(d) := d if {
+	is_string(d)
+} else := sprintf(d[0], [type_name(object.get(input, path, null)) | some path in array.slice(d, 1, count(d))]) if {
+	is_array(d)
+	is_string(d[0])
+}
+
+_path_detail(path, missing, not_object, i) := concat("", [not_object[i][0], type_name(parent), not_object[i][1]]) if {
+	parent := object.get(input, array.slice(path, 0, i), absent)
+	not is_object(parent)
+} else := missing[i]
+
+# The index of the first key of path that the input does not have.
+_first_missing(path) := min({i |
+	some i in numbers.range(0, count(path) - 1)
+	object.get(input, array.slice(path, 0, i + 1), absent) == absent
+})
+
+# METADATA
+# description: |
+#   A set, which JSON input never holds: `object.get(doc, path, absent) == absent` says
+#   that the path is missing under doc.
+absent := {"absent"}
+
+# METADATA
+# description: |
 #   a and b may be compared with == and !=: they have one JSON type, or one is null.
 comparable(a, b) if type_name(a) == type_name(b)
 
