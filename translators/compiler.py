@@ -156,13 +156,11 @@ def policy_module(policy: Policy) -> str:
     return compile_policy(policy)[0]
 
 
-def compile_policy(policy: Policy) -> tuple[str, dict[str, str]]:
+def compile_policy(policy: Policy) -> tuple[str, dict[str, list[Any]]]:
     """The Rego module of one policy, and the details of its rules' errors as data: for each
-    rule with a condition, the JSON text of the list its detail rule indexes (one string a
-    rule, which OPA loads as one value; only a rule in error reads it)."""
+    rule with a condition, the list its checks index (only a rule in error reads it)."""
     rules = [_rule_context(policy, rule) for rule in policy.rules]
-    details = {r["name"]: json.dumps(r["forms"], ensure_ascii=False, separators=(",", ":"))
-               for r in rules if r.get("forms")}
+    details = {r["name"]: r["forms"] for r in rules if r.get("forms")}
     imports = []
     if any(r["uses_ops"] for r in rules):
         imports.append("data.veto.lib.ops")

@@ -2,15 +2,20 @@
 
 The generator (:mod:`generator`) compiles each condition to bodies that decide it *true* and
 *false*; when neither succeeds the condition is an error. This module compiles the same tree
-to the Rego that says which error, with exactly the detail of the reference evaluator
-(:mod:`evaluator`, ``MESSAGES``).
+to the checks that say which error, with exactly the detail of the reference evaluator
+(:mod:`evaluator`, ``MESSAGES``). The rule's status chain goes on with them::
+
+    _rule := false if {...} else := true if {...}
+      else := {"error": 0} if { not is_string(object.get(input, ["args", "s"], ops.absent)) }
+      else := {"error": "the condition could not be evaluated"}
 
 A condition's error comes from one *site*: a node whose operands have values but whose own
 check fails (a missing field, an ill-typed operand, a division by zero). Listed depth first,
 left to right, children before parents, the sites of a tree in error fire in an order where
 the first that fires is the evaluator's error: an operand is evaluated before its parent,
-and the leftmost erroring operand wins. So the detail is one ``else`` chain, one body per
-site, each ``<operands have values>; <own check fails>``, first match wins.
+and the leftmost erroring operand wins. So one body per site, ``<operands have values>;
+<own check fails>``, first match wins. A field path from a root is one site for all its
+steps, joined with the type check of its value that follows it.
 
 Two constructs do not propagate errors and get *guards*, statements that the construct is in
 error, conjoined to the bodies of the sites below them:
@@ -24,6 +29,10 @@ error, conjoined to the bodies of the sites below them:
   erroring element's detail comes from a function of the element, guarded likewise.
 
 ``has(path)`` never errs: the sites below it are dropped.
+
+The details themselves are data (:class:`Form`), indexed by the checks: OPA compiles every
+term of every module, and a text or a call in each check's head cost it as much again as
+the check; ``ops.detail`` formats them when a decision reads them.
 """
 
 from __future__ import annotations

@@ -109,24 +109,27 @@ _applies(status, action) if {
 	action != "allow"
 }
 
-_message(name, rule, status, _) := sprintf("rule %s could not be evaluated: %s", [rule, _detail(name, rule, status)]) if {
+_message(name, rule, status, _) := concat("", ["rule ", rule, " could not be evaluated: ", _details_of[[name, rule]]]) if {
 	_ = status.error
 }
 
 _message(_, _, true, meta) := meta.message
 
-# What was missing or ill-typed: the generated detail, or its index in the rule's details
-# (data.veto.details.<policy>.<rule>); a detail of another form still fails closed, with a
-# generic one.
-_detail(name, rule, status) := d if {
-	d := ops.detail(status.error, object.get(_details, [name, rule], "[]"))
+# What was missing or ill-typed, for each rule in error: the detail generated in Rego, or
+# the one at its index in data.veto.details.<policy>.<rule>; a detail of another form still
+# fails closed, with a generic one. Worked out once per rule in error.
+_details_of[[name, rule]] := _detail(name, rule, status.error) if {
+	some [_, _, name, rule, status, _] in _hits
+	_ = status.error
+}
+
+_detail(name, rule, error) := error if {
+	is_string(error)
+} else := text if {
+	text := ops.detail(data.veto.details[name][rule][error])
 } else := "the condition could not be evaluated"
 
-_details := d if {
-	d := data.veto.details
-} else := {}
-
-_errors := [{"rule": rule, "detail": _detail(name, rule, status), "policy": name} |
+_errors := [{"rule": rule, "detail": _details_of[[name, rule]], "policy": name} |
 	some [_, _, name, rule, status, _] in _hits
 	_ = status.error
 ]

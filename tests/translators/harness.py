@@ -68,13 +68,11 @@ status[rule] := value if {
 	value := _formatted(rule, raw)
 }
 
-_formatted(rule, raw) := {"error": ops.detail(raw.error, object.get(_details, rule, "[]"))} if {
-	_ = raw.error
-} else := raw
-
-_details := d if {
-	d := data.veto.details.fuzz
-} else := {}
+_formatted(rule, raw) := raw if {
+	not raw.error
+} else := raw if {
+	is_string(raw.error)
+} else := {"error": ops.detail(data.veto.details.fuzz[rule][raw.error])}
 """
 
 

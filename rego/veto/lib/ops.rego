@@ -149,15 +149,8 @@ add(a, b) := a + b if {
 
 # METADATA
 # description: |
-#   The text of a generated error detail d: a text built in Rego, or the index of a detail
-#   in `forms`, the JSON text of the rule's list in data.veto.details.<policy>.<rule>.
-detail(d, forms) := d if {
-	is_string(d)
-} else := _form(json.unmarshal(forms)[d]) if {
-	is_number(d)
-}
-
-# The text of a detail form, one of:
+#   The text of a generated error detail, as the compiler writes it in
+#   data.veto.details.<policy>.<rule> (the generated checks name it by its index there):
 #   - a string: the text;
 #   - [template, path, ...]: the template with each %s replaced by the JSON type of the
 #     input value at the next path;
@@ -165,11 +158,18 @@ detail(d, forms) := d if {
 #     path `keys` cannot be read, missing[i] where keys[i] is the first key missing, or,
 #     where the value before it is not an object, pairs[i][0] + that value's type +
 #     pairs[i][1]; if it can, the detail "else" (one of the forms above).
-_form(d) := _text(d) if {
-	not is_object(d)
+detail(d) := d if {
+	is_string(d)
+} else := d.missing[n] if {
+	# The usual case first: only the last key of the path is missing.
+	object.get(input, d.path, absent) == absent
+	n := count(d.path) - 1
+	is_object(object.get(input, array.slice(d.path, 0, n), absent))
 } else := _path_detail(d.path, d.missing, d.not_object, _first_missing(d.path)) if {
+	object.get(input, d.path, absent) == absent
+} else := _text(d["else"]) if {
 	is_object(d)
-} else := _text(d["else"])
+} else := _text(d)
 
 _text(d) := d if {
 	is_string(d)
