@@ -542,6 +542,34 @@ test_detail_comes_from_the_generated_condition if {
 	d.errors == [{"rule": "limit", "detail": "args.limit is missing", "policy": "sre"}]
 }
 
+# A detail the generator names by its index in data.veto.details.<policy>.<rule>.
+test_detail_by_index_comes_from_the_details_data if {
+	policies := {"sre": {
+		"policy": _policy("sre", 0, "allow"),
+		"status": {["limit", {"error": 1}]},
+	}}
+	d := veto.decision with input as {"tool": "t", "args": {"limit": "ten"}, "context": {}}
+		with data.veto.policies as policies
+		with data.veto.rules as {"sre": {"limit": _meta(_rule("sre", 0, "limit", "deny"))}}
+		with data.veto.bundle as {}
+		with data.veto.details as {"sre": {"limit": ["unused", ["args.limit > 10: cannot compare %s with number", ["args", "limit"]]]}}
+	d.decision == "deny"
+	d.errors == [{"rule": "limit", "detail": "args.limit > 10: cannot compare string with number", "policy": "sre"}]
+}
+
+test_detail_index_without_details_data_fails_closed_with_a_generic_one if {
+	policies := {"sre": {
+		"policy": _policy("sre", 0, "allow"),
+		"status": {["limit", {"error": 3}]},
+	}}
+	d := veto.decision with input as _call
+		with data.veto.policies as policies
+		with data.veto.rules as {"sre": {"limit": _meta(_rule("sre", 0, "limit", "deny"))}}
+		with data.veto.bundle as {}
+	d.decision == "deny"
+	d.errors == [{"rule": "limit", "detail": "the condition could not be evaluated", "policy": "sre"}]
+}
+
 # What the generator writes for `when: args.limit > 10` (abridged: no type guard).
 _limit_status contains ["limit", _limit]
 

@@ -118,3 +118,30 @@ test_both_whole if {
 	not ops.both_whole(4, 0.5)
 	not ops.both_whole("4", 2)
 }
+
+_path_form := {
+	"path": ["args", "o", "k"],
+	"missing": ["args is missing", "args.o is missing", "args.o.k is missing"],
+	"not_object": [null, ["args is not an object (found ", ")"], ["args.o is not an object (found ", ")"]],
+	"else": ["args.o.k: upper() cannot take %s", ["args", "o", "k"]],
+}
+
+test_detail_of_a_text_is_the_text if {
+	ops.detail("args.x is missing") == "args.x is missing"
+}
+
+test_detail_fills_in_the_types_of_input_values if {
+	ops.detail(["%s and %s (100%%)", ["args", "a"], ["args", "b"]]) == "number and array (100%)" with input as {"args": {"a": 1, "b": []}}
+}
+
+test_detail_of_a_path_names_the_first_step_that_fails if {
+	ops.detail(_path_form) == "args is missing" with input as {}
+	ops.detail(_path_form) == "args.o is missing" with input as {"args": {}}
+	ops.detail(_path_form) == "args.o.k is missing" with input as {"args": {"o": {}}}
+	ops.detail(_path_form) == "args is not an object (found string)" with input as {"args": "s"}
+	ops.detail(_path_form) == "args.o is not an object (found null)" with input as {"args": {"o": null}}
+}
+
+test_detail_of_a_path_that_can_be_read_is_the_else_detail if {
+	ops.detail(_path_form) == "args.o.k: upper() cannot take boolean" with input as {"args": {"o": {"k": false}}}
+}
