@@ -20,13 +20,14 @@ reports all of them.
 from __future__ import annotations
 
 import bisect
+import difflib
 import dataclasses
 from dataclasses import dataclass
 
 from veto_opa.translators import numbers
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.diagnostics import LIMIT, PARSE, UNKNOWN_NAME, ExpressionProblem
-from veto_opa.translators.functions import GLOBALS, MACROS, METHODS
+from veto_opa.translators.functions import GLOBALS, MACROS, METHODS, SPECIAL_FUNCTIONS
 from veto_opa.translators.tokens import Kind, Token, TokenizeError, tokenize
 
 MAX_NESTING = 48
@@ -366,19 +367,24 @@ def _is_number(value: object) -> bool:
 
 
 def _suggest_method(name: str) -> str:
-    lowered = name.lower()
-    for known in METHODS:
-        if known.lower() == lowered:
-            return f"; did you mean '{known}'?"
     if name in GLOBALS:
         return f"; {name}() is a function: write {name}(x)"
-    return f" (known: {', '.join(sorted(set(METHODS) | set(MACROS)))})"
+    return _suggest(name, sorted(set(METHODS) | set(MACROS)))
 
 
 def _suggest_global(name: str) -> str:
     if name in METHODS:
         return f"; {name}() is a method: write x.{name}(...)"
-    return " (known: has, len, size)"
+    return _suggest(name, sorted({*GLOBALS, *SPECIAL_FUNCTIONS}))
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    """``; did you mean 'upper'?`` for the closest known name (case aside), else the list."""
+    by_case = [k for k in known if k.lower() == name.lower()]
+    close = by_case or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f" (known: {', '.join(known)})"
 
 
 def _too_deep(node: ex.Node) -> ex.Node | None:
