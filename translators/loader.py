@@ -184,6 +184,7 @@ class _FileChecker:
         self.root: dict[str, Any] = document.value
         self.stem = stem
         self.diagnostics = diagnostics
+        self.warnings: list[Diagnostic] = []
         self.name: str | None = None
         self.name_position: Position = (1, 1)
 
@@ -252,7 +253,7 @@ class _FileChecker:
             description=spec.description,
             rules=tuple(r for r in rules if r is not None),
             tests=tuple(t for t in tests if t is not None),
-            redact=tuple(spec.redact), index=index,
+            redact=tuple(spec.redact), index=index, warnings=tuple(self.warnings),
         )
 
     def check_policy_name(self) -> None:
@@ -350,6 +351,7 @@ class _FileChecker:
         self.expression_problems(i, text, [*parsed.problems, *checked.problems])
         if parsed.problems or checked.problems:
             return checked
+        self.expression_problems(i, text, checked.warnings, "warning")
         if environments is None:
             return checked
         # The folded condition is what gets compiled. Its problems are the condition's own,
@@ -358,7 +360,8 @@ class _FileChecker:
         return check(environment_condition(environments, parsed.node))
 
     def expression_problems(self, i: int, text: str | None,
-                            problems: Sequence[ExpressionProblem]) -> None:
+                            problems: Sequence[ExpressionProblem],
+                            severity: str = "error") -> None:
         for problem in problems:
             if text is None:
                 # Only the synthetic `context.environment in [...]` is there: its nodes
@@ -366,7 +369,11 @@ class _FileChecker:
                 at = self.doc.key_position(("rules", i, "environments"))
             else:
                 at = self.doc.offset_position(("rules", i, "when"), problem.offset)
-            self.report(at, problem.code, problem.message)
+            if severity == "warning":
+                self.warnings.append(Diagnostic(self.file, at[0], at[1], problem.code,
+                                                problem.message, severity))
+            else:
+                self.report(at, problem.code, problem.message)
 
     # -- tests --------------------------------------------------------------------------
 

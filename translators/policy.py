@@ -8,6 +8,7 @@ from typing import Any
 from veto_opa._types import Action
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.checker import Checked
+from veto_opa.translators.diagnostics import Diagnostic
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Policy:
     redact: tuple[str, ...] = ()
     index: int = 0                         # load order among the policies of one bundle
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[Diagnostic, ...] = ()  # what loads but is probably not what was meant
 
     @property
     def package(self) -> str:

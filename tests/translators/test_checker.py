@@ -81,3 +81,22 @@ def test_every_node_kind_has_a_handler_in_every_back_end() -> None:
     # handlers or the value-based fallback, for every kind; the table is complete.
     for table in (generator._VALUE, generator._TRUTH, generator._FALSITY):
         assert set(table) == {n.key for n in ex.NODE_TYPES}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("args.x.upper() == 3", [(0, "args.x.upper() == 3: compares string with number")]),
+    ("size(args.l) != 'a'", [(0, "size(args.l) != 'a': compares number with string")]),
+    ("args.s.lower() in [1, 2]", [(0, "args.s.lower() in [1, 2]: looks for string in a list of "
+                                       "number")]),
+    ("1 in args", [(0, "1 in args: looks for number among object keys, which are strings")]),
+    # Null compares with anything; values of unknown type may have the right one.
+    ("args.x == 3", []), ("model == 3", []), ("args.x.upper() == null", []),
+    ("args.x.upper() in ['A', 1]", []), ("args.x in [1, 2]", []), ("'k' in args", []),
+])
+def test_warns_of_comparisons_that_are_always_errors(text: str,
+                                                      expected: list[tuple[int, str]]) -> None:
+    result = checker.check(parse(text).node)
+    assert result.problems == []
+    suffix = ", which is always an error (never true or false)"
+    assert [(w.offset, w.message) for w in result.warnings] == [
+        (offset, message + suffix) for offset, message in expected]
