@@ -9,8 +9,10 @@ The pipeline, one module each: ``source`` (YAML with positions) → ``schema`` (
 ``loader`` (checked ``Policy``) with ``tokens`` → ``parser`` → ``checker`` for conditions;
 then ``generator`` (conditions → Rego) and ``details`` (Rego naming why a condition is in
 error) → ``compiler`` (modules from the ``templates``) → ``bundle`` (manifest, tar.gz,
-signatures). ``evaluator`` is the reference
-semantics the generated Rego is tested against; ``regotest`` runs Rego unit tests.
+signatures). ``evaluator`` is the reference semantics the generated Rego is tested against,
+with OPA's arithmetic from ``numbers``; ``regotest`` runs Rego unit tests and ``examples``
+says why a policy's example failed. ``redaction_paths`` is the grammar of ``redact:``
+paths, which the runtime's records use too.
 """
 
 from __future__ import annotations
