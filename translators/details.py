@@ -6,7 +6,7 @@ to the checks that say which error, with exactly the detail of the reference eva
 (:mod:`evaluator`, ``MESSAGES``). The rule's status chain goes on with them::
 
     _rule := false if {...} else := true if {...}
-      else := {"error": 0} if { not is_string(object.get(input, ["args", "s"], ops.absent)) }
+      else := {"error": 0} if { not is_string(object.get(input, ["args", "s"], false)) }
       else := {"error": "the condition could not be evaluated"}
 
 A condition's error comes from one *site*: a node whose operands have values but whose own
@@ -151,6 +151,8 @@ def detail(kind: str, **fields: Piece | list[Piece]) -> Detail:
     return Computed(f'concat("", [{", ".join(t.rego for t in terms)}])')
 
 
+_DEFAULTS = ((BOOLEAN, "false"), (NUMBER, "0"), (STRING, '""'), (NULL, "null"), (ARRAY, "[]"),
+             (OBJECT, "{}"))
 _TEMPLATES = {kind: [(literal, name) for literal, name, _, _ in string.Formatter().parse(text)]
               for kind, text in evaluator.MESSAGES.items()}
 _ORDERED = (frozenset({NUMBER}), frozenset({STRING}))
@@ -590,7 +592,7 @@ def _plain(form: Any) -> str:
 
 def _merged(sites: list[Site]) -> list[Site]:
     """The sites, with each type site that directly follows the path site of its value
-    joined to it: one body, ``not is_string(object.get(input, path, ops.absent))``, fires
+    joined to it: one body, ``not is_string(object.get(input, path, false))``, fires
     when the value is missing or ill-typed, and ``ops.detail`` tells which."""
     out: list[Site] = []
     for site in sites:
@@ -599,7 +601,10 @@ def _merged(sites: list[Site]) -> list[Site]:
                 and list(site.typed[0]) == prev.path["path"]
                 and prev.stmts[:-2] == site.stmts[:-1] and isinstance(site.detail, Form)):
             path, accepted = site.typed
-            value = f"object.get(input, {rego.value(list(path))}, ops.absent)"
+            # The default stands for a missing value: of a type not accepted, so that missing
+            # fails the check too (a literal: OPA compiles it cheaper than a rule's value).
+            default = next(v for t, v in _DEFAULTS if t not in accepted)
+            value = f"object.get(input, {rego.value(list(path))}, {default})"
             out[-1] = Site((*site.stmts[:-1], f"not {_has_type(value, accepted)}"),
                            Form({**prev.path, "else": site.detail.value}))
             continue

@@ -55,10 +55,10 @@ _no_kubectl_in_kube_system := false if {
 	contains(input.args.manifest, "namespace: kube-system")
 } else := {"error": 0} if {
 	# args.namespace is missing, or args.namespace == "kube-system": cannot compare <type> with string
-	not type_name(object.get(input, ["args", "namespace"], ops.absent)) in {"null", "string"}
+	not type_name(object.get(input, ["args", "namespace"], false)) in {"null", "string"}
 } else := {"error": 1} if {
 	# args.manifest is missing, or args.manifest.contains("namespace: kube-system"): contains() cannot take <type>, string
-	not is_string(object.get(input, ["args", "manifest"], ops.absent))
+	not is_string(object.get(input, ["args", "manifest"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 _no_kubectl_in_kube_system_H1 if {
@@ -88,7 +88,7 @@ _production_applies_need_review := false if {
 	input.context.environment in ["production"]
 } else := {"error": 0} if {
 	# context.environment is missing, or context.environment in ["production"]: the list holds string, not <type>
-	not is_string(object.get(input, ["context", "environment"], ops.absent))
+	not is_string(object.get(input, ["context", "environment"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ _no_privileged_containers := false if {
 	regex.match("(?i)privileged:\\s*true", input.args.manifest)
 } else := {"error": 0} if {
 	# args.manifest is missing, or args.manifest.matches("(?i)privileged:\\s*true"): matches() cannot take <type>, string
-	not is_string(object.get(input, ["args", "manifest"], ops.absent))
+	not is_string(object.get(input, ["args", "manifest"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ _scale_limit := false if {
 	input.args.replicas > 20
 } else := {"error": 0} if {
 	# args.replicas is missing, or args.replicas > 20: cannot compare <type> with number
-	not is_number(object.get(input, ["args", "replicas"], ops.absent))
+	not is_number(object.get(input, ["args", "replicas"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------

@@ -7,8 +7,6 @@
 #   source: "examples/policies.yaml"
 package veto.policies.policies
 
-import data.veto.lib.ops
-
 # METADATA
 # description: |
 #   This policy's name, load order among the bundle's policies, and default. Each rule
@@ -65,10 +63,10 @@ _block_production_database_deletes := false if {
 	startswith(s1, "DELETE")
 } else := {"error": 0} if {
 	# context.environment is missing, or context.environment == "production": cannot compare <type> with string
-	not type_name(object.get(input, ["context", "environment"], ops.absent)) in {"null", "string"}
+	not type_name(object.get(input, ["context", "environment"], false)) in {"null", "string"}
 } else := {"error": 1} if {
 	# args.statement is missing, or args.statement.upper(): upper() cannot take <type>
-	not is_string(object.get(input, ["args", "statement"], ops.absent))
+	not is_string(object.get(input, ["args", "statement"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
@@ -94,7 +92,7 @@ _scope_database_access := false if {
 	not x1 in ["analytics", "sandbox"]
 } else := {"error": 0} if {
 	# args.database is missing, or (args.database in ['analytics', 'sandbox']): the list holds string, not <type>
-	not is_string(object.get(input, ["args", "database"], ops.absent))
+	not is_string(object.get(input, ["args", "database"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
@@ -133,10 +131,10 @@ _block_schema_changes := false if {
 	contains(s1, "CREATE TABLE")
 } else := {"error": 0} if {
 	# context.environment is missing, or context.environment == "production": cannot compare <type> with string
-	not type_name(object.get(input, ["context", "environment"], ops.absent)) in {"null", "string"}
+	not type_name(object.get(input, ["context", "environment"], false)) in {"null", "string"}
 } else := {"error": 1} if {
 	# args.statement is missing, or args.statement.upper(): upper() cannot take <type>
-	not is_string(object.get(input, ["args", "statement"], ops.absent))
+	not is_string(object.get(input, ["args", "statement"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
@@ -161,7 +159,7 @@ _secret_rotation_high_value := false if {
 	input.args.service in ["stripe", "auth-service", "vault-root"]
 } else := {"error": 0} if {
 	# args.service is missing, or args.service in ["stripe", "auth-service", "vault-root"]: the list holds string, not <type>
-	not is_string(object.get(input, ["args", "service"], ops.absent))
+	not is_string(object.get(input, ["args", "service"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
@@ -190,7 +188,7 @@ _block_root_secret_paths := false if {
 	contains(input.args.secret_path, "master-key")
 } else := {"error": 0} if {
 	# args.secret_path is missing, or args.secret_path.startswith("/secrets/root"): startswith() cannot take <type>, string
-	not is_string(object.get(input, ["args", "secret_path"], ops.absent))
+	not is_string(object.get(input, ["args", "secret_path"], false))
 } else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
@@ -220,8 +218,8 @@ _read_only_for_viewer := false if {
 	not startswith(upper(input.args.statement), "SELECT")
 } else := {"error": 0} if {
 	# context.user_role is missing, or context.user_role == "viewer": cannot compare <type> with string
-	not type_name(object.get(input, ["context", "user_role"], ops.absent)) in {"null", "string"}
+	not type_name(object.get(input, ["context", "user_role"], false)) in {"null", "string"}
 } else := {"error": 1} if {
 	# args.statement is missing, or args.statement.upper(): upper() cannot take <type>
-	not is_string(object.get(input, ["args", "statement"], ops.absent))
+	not is_string(object.get(input, ["args", "statement"], false))
 } else := {"error": "the condition could not be evaluated"}
