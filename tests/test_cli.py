@@ -245,7 +245,7 @@ def test_rego_prints_generated_modules(capsys) -> None:
     assert "package veto.policies.platform" in out
     assert "platform_test" not in out
     code, out, _ = run(capsys, "rego", "--tests", "--library", PLATFORM)
-    assert "package veto.policies.platform_test" in out and "package veto.lib.explain" in out
+    assert "package veto.policies.platform_test" in out and "package veto.lib.ops" in out
 
 
 @pytest.mark.parametrize("command", ["check", "build", "test", "eval", "rego", "verify", "demo"])
@@ -259,3 +259,91 @@ def test_help_has_an_example(capsys, command: str) -> None:
 def test_missing_policy_file_is_an_error_not_a_traceback(capsys, tmp_path: Path) -> None:
     code, _, err = run(capsys, "check", str(tmp_path / "nope.yaml"))
     assert code == 1 and "file not found" in err and "Traceback" not in err
+
+
+# -- check warnings, counts, and test failures that say why (issue 10, items 13 and 14) ------
+
+ALWAYS_AN_ERROR = """\
+rules:
+  - name: odd
+    tool: t
+    when: args.x.upper() == 3
+    action: deny
+  - name: member
+    tool: t
+    when: args.n in ["a", "b"] || args.x.lower() in [1, 2]
+    action: deny
+"""
+
+
+def test_check_warns_of_comparisons_that_are_always_errors(capsys, tmp_path: Path) -> None:
+    policy = tmp_path / "w.yaml"
+    policy.write_text(ALWAYS_AN_ERROR)
+    code, out, err = run(capsys, "check", str(policy))
+    assert code == 0       # warnings do not change the exit status
+    assert out == "ok: 1 policy (w), 2 rules, 0 examples, 2 warnings\n"
+    assert err.splitlines() == [
+        f"{policy}:4:11: warning: args.x.upper() == 3: compares string with number, which is "
+        "always an error (never true or false)",
+        f"{policy}:8:35: warning: args.x.lower() in [1, 2]: looks for string in a list of "
+        "number, which is always an error (never true or false)",
+    ]
+    code, out, _ = run(capsys, "check", "--json", str(policy))
+    warnings = json.loads(out)["warnings"]
+    assert code == 0 and [(w["line"], w["severity"], w["code"]) for w in warnings] == [
+        (4, "warning", "veto_always_error"), (8, "warning", "veto_always_error")]
+
+
+def test_check_counts_in_the_singular(capsys, tmp_path: Path) -> None:
+    one = tmp_path / "one.yaml"
+    one.write_text("rules:\n  - name: r\n    tool: t\n    action: deny\ntests:\n  - name: e\n"
+                   "    tool: t\n    expect: deny\n")
+    assert run(capsys, "check", str(one))[1] == "ok: 1 policy (one), 1 rule, 1 example\n"
+
+
+EXAMPLES = """\
+rules:
+  - name: block_drops
+    tool: execute_sql
+    when: args.statement.upper().contains("DROP")
+    action: deny
+tests:
+  - name: drop_is_denied
+    tool: execute_sql
+    args: {statement: "drop table x"}
+    expect: {decision: deny, rule: block_drops}
+  - name: select_expected_denied
+    tool: execute_sql
+    args: {statement: "select 1"}
+    expect: {decision: deny, rule: block_drops}
+  - name: missing_statement_expected_allowed
+    tool: execute_sql
+    args: {}
+    expect: {decision: allow}
+"""
+
+
+def test_test_says_what_a_failed_example_expected_and_got(capsys, tmp_path: Path) -> None:
+    policy = tmp_path / "sre.yaml"
+    policy.write_text(EXAMPLES)
+    code, out, _ = run(capsys, "test", str(policy))
+    assert code == 2
+    assert "undefined: a body expression" not in out
+    lines = [line for line in out.splitlines() if line.startswith(str(policy))]
+    assert lines == [
+        f"{policy}:11:5: example select_expected_denied: expected deny by rule block_drops, "
+        "got allow (no rule applies; policy sre defaults to allow)",
+        f"{policy}:15:5: example missing_statement_expected_allowed: expected allow, got deny "
+        "by rule block_drops (rule block_drops could not be evaluated: args.statement is "
+        "missing)",
+    ]
+
+
+def test_test_filter_that_matches_nothing_is_an_error(capsys, tmp_path: Path) -> None:
+    policy = tmp_path / "sre.yaml"
+    policy.write_text(EXAMPLES)
+    code, out, err = run(capsys, "test", "-r", "zzz", str(policy))
+    assert code == 1 and out == ""
+    assert err == "veto-opa: error: no test matches -r 'zzz'\n"
+    code, out, _ = run(capsys, "test", "-r", "drop_is_denied", str(policy))
+    assert code == 0 and "PASS: 1/1" in out

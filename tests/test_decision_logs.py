@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from veto_opa import Veto
 from veto_opa.decision_logs import DecisionLogs
 from veto_opa.opa_formats import DecisionLogEvent
-from veto_opa.records import parse_redact_path
+from veto_opa.translators import parse_redact_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "examples" / "policies.yaml"

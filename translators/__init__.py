@@ -7,24 +7,29 @@
 
 The pipeline, one module each: ``source`` (YAML with positions) → ``schema`` (pydantic) →
 ``loader`` (checked ``Policy``) with ``tokens`` → ``parser`` → ``checker`` for conditions;
-then ``generator`` and ``explainer`` (conditions → Rego) → ``compiler`` (modules from the
-``templates``) → ``bundle`` (manifest, tar.gz, signatures). ``evaluator`` is the reference
-semantics the generated Rego is tested against; ``regotest`` runs Rego unit tests.
+then ``generator`` (conditions → Rego) and ``details`` (Rego naming why a condition is in
+error) → ``compiler`` (modules from the ``templates``) → ``bundle`` (manifest, tar.gz,
+signatures). ``evaluator`` is the reference semantics the generated Rego is tested against,
+with OPA's arithmetic from ``numbers``; ``regotest`` runs Rego unit tests and ``examples``
+says why a policy's example failed. ``redaction_paths`` is the grammar of ``redact:``
+paths, which the runtime's records use too.
 """
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from veto_opa.translators.bundle import Bundle, read_bundle
+from veto_opa.translators.bundle import Bundle, load_into_engine, read_bundle
 from veto_opa.translators.compiler import Compiled, compile_policies, library_modules
 from veto_opa.translators.loader import load_policies, load_policy
+from veto_opa.translators.redaction_paths import (
+    ANY, Segment, Wildcard, format_path, parse_redact_path,
+)
 
-__all__ = ["Bundle", "Compiled", "build", "compile_policies", "library_modules",
-           "load_policies", "load_policy", "read_bundle"]
+__all__ = ["ANY", "Bundle", "Compiled", "Segment", "Wildcard", "build", "compile_policies",
+           "format_path", "library_modules", "load_into_engine", "load_policies", "load_policy",
+           "parse_redact_path", "read_bundle"]
 
 
 def build(paths: Sequence[str | Path]) -> Compiled:
@@ -33,24 +38,5 @@ def build(paths: Sequence[str | Path]) -> Compiled:
     Raises:
         veto_opa.errors.PolicyError: every problem of every file, as ``file:line:col: message``.
     """
-    with _collector_paused():
-        return compile_policies(load_policies(paths))
+    return compile_policies(load_policies(paths))
 
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector, if it runs, for the duration.
-
-    A build makes hundreds of thousands of small objects (nodes, types, explainer data), most
-    of which live until it returns, and no reference cycles: the collector would walk them
-    again and again as the heap grows, for nothing (a sixth of the time of 1,000 rules).
-    Reference counting still frees everything. Whoever found it running turns it back on.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()

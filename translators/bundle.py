@@ -11,7 +11,7 @@ all load unchanged::
 Layout, manifest checks and signatures follow OPA's ``v1/bundle`` (bundle.go, file.go, hash.go,
 sign.go, verify.go). Deviations from OPA, each where it happens:
 
-- Digests of structured files use :func:`canonical_json`, Go's encoder as of Go 1.22 (older Go
+- Digests of structured files use :func:`go_json`, Go's encoder as of Go 1.22 (older Go
   wrote ``\\u0008``/``\\u000c`` for ``\\b``/``\\f``). A ``data.yaml`` (or a structured file that
   is not JSON) is read by PyYAML with go-yaml v2's float pattern added; other exotic scalars
   (sexagesimal ``1:20``, non-string keys) still differ from go-yaml.
@@ -97,7 +97,7 @@ class Bundle:
         object.__setattr__(self, "files", MappingProxyType(dict(sorted(self.files.items()))))
 
     @property
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         """The parsed ``.manifest``; ``{}`` when absent, as OPA reads a bundle without one."""
         manifest = _parse_json(MANIFEST, self.files.get(MANIFEST, b"{}"))
         if not isinstance(manifest, dict):
@@ -165,14 +165,14 @@ def build_bundle(
         raise BundleError(f"expected a sequence of roots such as ['veto'], found {roots!r}")
     manifest = {"revision": revision, "roots": list(roots), "rego_version": 1,
                 "metadata": dict(metadata or {})}
-    files = {MANIFEST: canonical_json(manifest) + b"\n"}
+    files = {MANIFEST: go_json(manifest) + b"\n"}
     for path, source in modules.items():
         if not path.endswith(".rego") or not isinstance(source, str):
             raise BundleError(f"{path}: expected a '.rego' path and its source text")
         files[path] = source.encode("utf-8")
     for directory, value in (data or {}).items():
         # Sorted and compact is enough for reproducible bytes; signatures hash the parsed
-        # value (canonical_json) whatever the layout, and Python's encoder is much faster.
+        # value (go_json) whatever the layout.
         try:
             text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                               allow_nan=False)
@@ -375,7 +375,7 @@ def sign_bundle(
         token = jwt.encode(payload, key, algorithm, headers={"kid": key_id} if key_id else None)
     except (jwt.PyJWTError, ValueError, TypeError) as error:
         raise BundleError(f"cannot sign the bundle with {algorithm}: {error}") from None
-    return Bundle({**files, SIGNATURES: canonical_json({"signatures": [token]}) + b"\n"})
+    return Bundle({**files, SIGNATURES: go_json({"signatures": [token]}) + b"\n"})
 
 
 def verify_bundle(
@@ -446,7 +446,7 @@ def verify_bundle(
                              "but not found in the bundle")
 
 
-def canonical_json(value: object) -> bytes:
+def go_json(value: object) -> bytes:
     """Encode a JSON value as OPA's ``v1/bundle/hash.go`` does before hashing it.
 
     Objects have their keys sorted bytewise; there is no whitespace. Strings are escaped as
@@ -531,17 +531,13 @@ def _go_float(value: float) -> str:
     return format(Decimal(repr(value)).normalize(), "f")
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def _go_decode(data: bytes) -> str:
     """UTF-8 as Go's decoder reads it: each byte of an ill-formed sequence is one U+FFFD
-    (Python's "replace" makes one U+FFFD of a whole truncated sequence)."""
-    parts = []
-    while True:
-        try:
-            parts.append(data.decode("utf-8"))
-            return "".join(parts)
-        except UnicodeDecodeError as error:
-            parts += [data[:error.start].decode("utf-8"), "\ufffd"]
-            data = data[error.start + 1:]
+    (Python's "replace" would make one U+FFFD of a whole truncated sequence)."""
+    return _ESCAPED_BYTE.sub("\ufffd", data.decode("utf-8", "surrogateescape"))
 
 
 def _reject_constant(name: str) -> object:
@@ -587,7 +583,7 @@ def _parse_yaml(path: str, data: bytes) -> Any:
                 value = None
         finally:
             loader.dispose()
-        canonical_json(value)  # refuses what JSON cannot hold
+        go_json(value)  # refuses what JSON cannot hold
     except _YamlLimit as error:
         raise BundleError(f"{path}: {error}") from None
     except (yaml.YAMLError, BundleError, RecursionError) as error:
@@ -653,7 +649,7 @@ def _digest(path: str, data: bytes, algorithm: str) -> str:
                                parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             value = _parse_yaml(path, data)
-        data = canonical_json(value)
+        data = go_json(value)
     return hashlib.new(_HASHES[algorithm], data).hexdigest()
 
 
@@ -663,7 +659,8 @@ def _signed_files(payload: object) -> dict[str, tuple[str, str]]:
     if not isinstance(files, list) or not all(
             isinstance(f, dict) and all(isinstance(f.get(k), str) for k in fields) for f in files):
         raise SignatureError(f"expected 'files' of {{name, hash, algorithm}}, found {files!r}")
-    if not isinstance(scope := payload.get("scope"), (str, type(None))):  # type: ignore[union-attr]
+    assert isinstance(payload, dict)
+    if not isinstance(scope := payload.get("scope"), (str, type(None))):
         raise SignatureError(f"expected a string scope, found {scope!r}")
     return {f["name"]: (f["hash"], f["algorithm"]) for f in files}  # a repeated name: last wins
 
@@ -756,7 +753,10 @@ def _read_tar_gz(source: Path | io.BytesIO, name: str | None = None) -> dict[str
                                       f"found {member.size}")
                 if name in files:
                     raise BundleError(f"{member.name}: expected each path once, found it twice")
-                files[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                extracted = tar.extractfile(member)   # a regular file: never None
+                if extracted is None:
+                    raise BundleError(f"{member.name}: cannot be read")
+                files[name] = extracted.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise BundleError(f"{name or source}: expected a gzip-compressed tar archive, "
                           f"found unreadable data ({error})") from None

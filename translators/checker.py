@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from veto_opa.translators import expressions as ex
-from veto_opa.translators.diagnostics import ARITY, PARSE, TYPE, ExpressionProblem
+from veto_opa.translators.diagnostics import ALWAYS_ERROR, ARITY, PARSE, TYPE, ExpressionProblem
 from veto_opa.translators.functions import (
-    ARRAY, BOOLEAN, GLOBALS, METHODS, NUMBER, OBJECT, STRING, regex_problem,
+    ARRAY, BOOLEAN, GLOBALS, METHODS, NULL, NUMBER, OBJECT, STRING, Function, regex_problem,
 )
 from veto_opa.translators.types import (
     ANY, T_ARRAY, T_BOOLEAN, T_NUMBER, T_OBJECT, T_STRING, Type, describe, expected, of_value,
@@ -37,6 +37,7 @@ class Checked:
     node: ex.Node
     types: dict[ex.Node, Type] = field(default_factory=dict)
     problems: list[ExpressionProblem] = field(default_factory=list)
+    warnings: list[ExpressionProblem] = field(default_factory=list)
 
     def type_of(self, node: ex.Node) -> Type:
         return self.types.get(node, ANY)
@@ -45,7 +46,7 @@ class Checked:
 def check(node: ex.Node, *, condition: bool = True) -> Checked:
     """Check an expression; with ``condition`` its value must be able to be a boolean."""
     checker = _Checker()
-    result = Checked(node, checker.types, checker.problems)
+    result = Checked(node, checker.types, checker.problems, checker.warnings)
     t = checker.visit(node, {})
     if condition and BOOLEAN not in t:
         checker.problem(node, TYPE, f"a condition must be a boolean, found {describe(t)}")
@@ -56,9 +57,17 @@ class _Checker:
     def __init__(self) -> None:
         self.types: dict[ex.Node, Type] = {}
         self.problems: list[ExpressionProblem] = []
+        self.warnings: list[ExpressionProblem] = []
 
     def problem(self, node: ex.Node, code: str, message: str) -> None:
         self.problems.append(ExpressionProblem(node.start, code, message))
+
+    def always_error(self, node: ex.Node, what: str) -> None:
+        """Warn of an operation that errs whatever the input: a deny or require_approval rule
+        with it always applies, an allow rule never does."""
+        self.warnings.append(ExpressionProblem(
+            node.start, ALWAYS_ERROR,
+            f"{node.text}: {what}, which is always an error (never true or false)"))
 
     def visit(self, node: ex.Node, scope: dict[str, Type]) -> Type:
         t = _HANDLERS[node.key](self, node, scope)
@@ -127,13 +136,32 @@ class _Checker:
             if not (lt & rt & ordered):
                 self.problem(node, TYPE, f"{node.text}: {node.op!r} compares two numbers or two "
                                          f"strings, found {describe(lt)} and {describe(rt)}")
+        elif not (lt & rt) and NULL not in lt | rt:
+            # Values of different JSON types do not compare (only null compares with all).
+            self.always_error(node, f"compares {describe(lt)} with {describe(rt)}")
         return T_BOOLEAN
 
     def in_type(self, node: ex.In, scope: dict[str, Type]) -> Type:
-        self.visit(node.item, scope)
+        it = self.visit(node.item, scope)
         ct = self.visit(node.collection, scope)
-        self.need(node.collection, ct, frozenset({ARRAY, OBJECT}), "'in'")
+        if not self.need(node.collection, ct, frozenset({ARRAY, OBJECT}), "'in'"):
+            return T_BOOLEAN
+        elements = self._element_types(node.collection)
+        if elements and not it & elements:
+            self.always_error(node, f"looks for {describe(it)} in a list of {describe(elements)}")
+        elif ct == T_OBJECT and STRING not in it:
+            self.always_error(node, f"looks for {describe(it)} among object keys, which are "
+                                    "strings")
         return T_BOOLEAN
+
+    def _element_types(self, node: ex.Node) -> Type | None:
+        """The types of a list literal's items, when each has one type."""
+        if not isinstance(node, ex.ListLit):
+            return None
+        types = [self.types[i] for i in node.items]
+        if not all(len(t) == 1 for t in types):
+            return None
+        return frozenset().union(*types)
 
     def arith_type(self, node: ex.Arith, scope: dict[str, Type]) -> Type:
         lt = self.visit(node.left, scope)
@@ -182,7 +210,8 @@ class _Checker:
             return ANY  # reported by the parser
         return self._apply(fn, node, operands, types)
 
-    def _apply(self, fn, node: ex.Node, operands: list[ex.Node], types: list[Type]) -> Type:
+    def _apply(self, fn: Function, node: ex.Node, operands: list[ex.Node],
+               types: list[Type]) -> Type:
         if len(operands) != len(fn.operands):
             given = len(operands) - (1 if fn.method else 0)
             plural = "argument" if fn.arity == 1 else "arguments"

@@ -3,12 +3,13 @@
 ``compile_policies`` renders one module per policy (``veto/policies/<name>.rego``), one test
 module per policy with examples (``<name>_test.rego``), and ``veto/bundle.rego`` with the
 revision, and adds the hand-written library of ``rego/veto``. The templates in
-``templates/`` hold the structure only; conditions come from :mod:`generator`. What the
-decision only reads is data, which OPA does not compile: each rule's order, action, reason
-and approvers (``veto/rules/<name>``) and each condition's form for error details
-(``veto/conditions/<name>``, JSON text). The ``facts:`` declarations of all policies, merged,
-are data too (``veto/facts``): the runtime reads them from the bundle, or from an OPA server,
-to compute ``input.facts``; the examples' inputs get their facts computed here.
+``templates/`` hold the structure only; conditions come from :mod:`generator`, and the
+detail of a condition in error from :mod:`details`. What the decision only reads is data,
+which OPA does not compile: each rule's order, action, reason and approvers
+(``veto/rules/<name>``), the texts of each rule's error details (``veto/details/<name>``).
+The ``facts:`` declarations of all policies, merged, are data too (``veto/facts``): the
+runtime reads them from the bundle, or from an OPA server, to compute ``input.facts``; the
+examples' inputs get their facts computed here.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from typing import Any, Sequence
 import jinja2
 
 from veto_opa import __version__
-from veto_opa.facts import PARSERS, compute, merge, spec_document
+from veto_opa.decision import Verdict
+from veto_opa.facts.compute import compute
+from veto_opa.facts.registry import PARSERS
+from veto_opa.facts.spec import merge, spec_document
 from veto_opa.translators import rego
 from veto_opa.translators.bundle import Bundle, build_bundle
-from veto_opa.translators import explainer
 from veto_opa.translators.binding import policy_binding
+from veto_opa.translators.details import FALLBACK, Explainer
 from veto_opa.translators.generator import ConditionCompiler, Scope, _block
 from veto_opa.translators.policy import Example, Policy, Rule
 
@@ -115,14 +119,14 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
     modules = dict(library_modules())
     data: dict[str, Any] = {}
     for p in policies:
-        modules[p.module_path] = policy_module(p)
+        module, details = compile_policy(p)
+        modules[p.module_path] = module
         if p.tests:
             modules[p.test_module_path] = test_module(p)
         if p.rules:
             data[f"veto/rules/{p.name}"] = rules_data(p)
-        conditions = conditions_data(p)
-        if conditions:
-            data[f"veto/conditions/{p.name}"] = conditions
+        if details:
+            data[f"veto/details/{p.name}"] = details
     facts = merge([p.facts for p in policies])
     if facts:
         data["veto/facts"] = spec_document(facts)
@@ -133,7 +137,7 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
         sources=rego.value([{"policy": p.name, "file": p.source, "sha256": p.sha256}
                             for p in policies]),
         policies=rego.value([p.name for p in sorted(policies, key=lambda p: p.index)]),
-        default_decision=rego.value(default_decision(policies, revision)),
+        default_decision=rego.value(default_decision(policies, revision).document()),
     )
     return Compiled(tuple(policies), modules, revision, data)
 
@@ -141,22 +145,18 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
 _RANK = {"deny": 0, "require_approval": 1, "allow": 2}
 
 
-def default_decision(policies: Sequence[Policy], revision: str) -> dict[str, Any]:
+def default_decision(policies: Sequence[Policy], revision: str) -> Verdict:
     """The decision when no rule applies, as ``rego/veto/decision.rego`` would compute it:
     the most restrictive default among the policies, ties to the first loaded."""
-    def shape(action: str, reason: str, policy: Policy | None) -> dict[str, Any]:
-        asks = policy is not None and action == "require_approval"
-        return {"decision": action, "rule": None, "reason": reason,
-                "approvers": sorted(policy.default_approvers) if asks else [],
-                "matched": [], "errors": [],
-                "policy": {"name": policy.name if policy else None, "revision": revision},
-                "binding": list(policy_binding(policy)) if asks else []}
-
     if not policies:
-        return shape("deny", "no Veto policy is loaded", None)
+        return Verdict("deny", "no Veto policy is loaded", policy_revision=revision)
     best = min(policies, key=lambda p: (_RANK[p.default], p.index))
-    return shape(best.default, f"no rule applies; policy {best.name} defaults to {best.default}",
-                 best)
+    asks = best.default == "require_approval"
+    return Verdict(best.default,
+                   f"no rule applies; policy {best.name} defaults to {best.default}",
+                   approvers=tuple(sorted(best.default_approvers)) if asks else (),
+                   policy_name=best.name, policy_revision=revision,
+                   binding=policy_binding(best) if asks else ())
 
 
 def rules_data(policy: Policy) -> dict[str, Any]:
@@ -176,23 +176,20 @@ def rules_data(policy: Policy) -> dict[str, Any]:
     return data
 
 
-def conditions_data(policy: Policy) -> dict[str, str]:
-    """Each rule's condition as data, read by ``veto.lib.explain`` for error details, in JSON
-    text: OPA loads a string as one value, where the decoded form of a condition is about forty
-    (converted, stored and scanned by Go's collector while the policies compile), and only a
-    rule in error is ever explained."""
-    return {rule.name: json.dumps(explainer.spec(rule.when.node), ensure_ascii=False,
-                                  separators=(",", ":"))
-            for rule in policy.rules if rule.when is not None}
-
-
 def policy_module(policy: Policy) -> str:
     """The Rego module of one policy."""
+    return compile_policy(policy)[0]
+
+
+def compile_policy(policy: Policy) -> tuple[str, dict[str, list[Any]]]:
+    """The Rego module of one policy, and the details of its rules' errors as data: for each
+    rule with a condition, the list its checks index (only a rule in error reads it)."""
     rules = [_rule_context(policy, rule) for rule in policy.rules]
+    details = {r["name"]: r["forms"] for r in rules if r.get("forms")}
     imports = []
     if any(r["uses_ops"] for r in rules):
         imports.append("data.veto.lib.ops")
-    return _env.get_template("policy.rego.j2").render(
+    module = _env.get_template("policy.rego.j2").render(
         version=__version__,
         source=_one_line(policy.source),
         source_yaml=rego.yaml_string(policy.source),
@@ -203,7 +200,9 @@ def policy_module(policy: Policy) -> str:
         imports=imports,
         policy=rego.value(_policy_object(policy)),
         rules=rules,
+        fallback=rego.string(FALLBACK),
     )
+    return module, details
 
 
 def _policy_object(policy: Policy) -> dict[str, Any]:
@@ -246,7 +245,11 @@ def _rule_context(policy: Policy, rule: Rule) -> dict[str, Any]:
     bodies = [_block(b) for b in falsity]
     bodies += [f"true if {_block(b)}" for b in truth]
     bodies[1:len(falsity)] = [f"false if {b}" for b in bodies[1:len(falsity)]]
+    # Neither: the condition is in error, and the checks that follow say why.
+    explainer = Explainer(compiler)
+    bodies += [f'{{"error": {value}}} if {block}' for value, block in explainer.bodies()]
     ctx.update(
+        forms=explainer.forms,
         status=prefix,
         bodies=bodies,
         alternatives=len(truth) + len(falsity),

@@ -22,6 +22,8 @@ ARITY = "veto_arity_error"
 TYPE = "veto_type_error"
 LIMIT = "veto_limit_error"
 FILE = "veto_file_error"
+# Warnings: the policy compiles, but probably does not say what was meant.
+ALWAYS_ERROR = "veto_always_error"
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,11 @@ class Diagnostic:
     col: int
     code: str
     message: str
+    severity: str = "error"      # or "warning": reported, but the policy still loads
 
     def __str__(self) -> str:
+        if self.severity == "warning":
+            return f"{self.file}:{self.line}:{self.col}: warning: {self.message}"
         return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
     def sort_key(self) -> tuple[str, int, int, str]:
@@ -47,6 +52,7 @@ class Diagnostic:
             "col": self.col,
             "code": self.code,
             "message": self.message,
+            "severity": self.severity,
         }
 
 

@@ -9,7 +9,7 @@ missing or ill-typed. Errors propagate from the leftmost erroring operand, excep
 ``&&`` and ``||``, which absorb them as CEL does: ``false && error`` is false and
 ``true || error`` is true, whichever side errs. ``has(path)`` never errs.
 
-The detail texts are defined once, in :data:`MESSAGES`; ``rego/veto/lib/explain.rego`` builds
+The detail texts are defined once, in :data:`MESSAGES`; the Rego of :mod:`details` builds
 the same strings.
 """
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from veto_opa.translators import expressions as ex
+from veto_opa.translators import numbers
 from veto_opa.translators.functions import GLOBALS, METHODS, Function, compile_regex
 from veto_opa.translators.types import type_name
 
@@ -34,6 +35,8 @@ MESSAGES = {
     "bad_regex": "{text}: invalid regular expression",
     "order": "{text}: cannot compare {left} with {right}",
     "not_collection": "{text}: 'in' needs an array or object on the right (found {type})",
+    "member": "{text}: the list holds {types}, not {type}",
+    "key": "{text}: object keys are strings, not {type}",
     "arith": "{text}: cannot apply '{op}' to {left} and {right}",
     "division_by_zero": "{text}: division by zero",
     "modulo": "{text}: '%' needs whole numbers",
@@ -55,13 +58,17 @@ def error(kind: str, **fields: Any) -> Err:
 
 
 def condition(node: ex.Node, input: dict[str, Any]) -> bool | Err:
-    """Evaluate a ``when`` condition: True, False, or an Err (also when not a boolean)."""
-    return _boolean(node, _Evaluator(input).eval(node, {}))
+    """Evaluate a ``when`` condition: True, False, or an Err (also when not a boolean).
+
+    Numbers in ``input`` are taken as OPA reads their JSON text: a float is its shortest
+    decimal (``0.1`` is one tenth), never its binary value.
+    """
+    return _boolean(node, _Evaluator(numbers.exact(input)).eval(node, {}))
 
 
 def evaluate(node: ex.Node, input: dict[str, Any]) -> Any:
-    """Evaluate any expression to a JSON value or an :class:`Err`."""
-    return _Evaluator(input).eval(node, {})
+    """Evaluate any expression to a JSON value (numbers exact) or an :class:`Err`."""
+    return _Evaluator(numbers.exact(input)).eval(node, {})
 
 
 def _boolean(node: ex.Node, value: Any) -> bool | Err:
@@ -79,11 +86,11 @@ def json_equal(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
     if ta == "object":
         return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    return a == b
+    return bool(a == b)
 
 
 def is_whole(value: Any) -> bool:
-    return type_name(value) == "number" and (isinstance(value, int) or value.is_integer())
+    return type_name(value) == "number" and numbers.is_whole(value)
 
 
 def _types(values: list[Any]) -> str:
@@ -170,18 +177,21 @@ class _Evaluator:
             return value
         if type_name(value) != "number":
             return error("negate", text=node.text, type=type_name(value))
-        return -value
+        return numbers.subtract(0, value)   # what the generated Rego computes: 0 - x
 
     def compare_eval(self, node: ex.Compare, scope: dict[str, Any]) -> Any:
         values = self.operands((node.left, node.right), scope)
         if isinstance(values, Err):
             return values
         a, b = values
-        if node.op == "==":
-            return json_equal(a, b)
-        if node.op == "!=":
-            return not json_equal(a, b)
         ta, tb = type_name(a), type_name(b)
+        if node.op in ("==", "!="):
+            # Values of different JSON types are not compared (fail closed: a list given
+            # where a string was expected must not make `== "kube-system"` quietly false);
+            # null compares with anything.
+            if ta != tb and "null" not in (ta, tb):
+                return error("order", text=node.text, left=ta, right=tb)
+            return json_equal(a, b) == (node.op == "==")
         if ta != tb or ta not in ("number", "string"):
             return error("order", text=node.text, left=ta, right=tb)
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[node.op]
@@ -192,9 +202,18 @@ class _Evaluator:
             return values
         item, collection = values
         if isinstance(collection, list):
+            # An item of a type that no element has is an error, as with ==, null included
+            # (a null must not slip past `environments: [production]`); an empty list is
+            # simply without the item.
+            types = {type_name(e) for e in collection}
+            if types and type_name(item) not in types:
+                return error("member", text=node.text, types=", ".join(sorted(types)),
+                             type=type_name(item))
             return any(json_equal(item, e) for e in collection)
         if isinstance(collection, dict):
-            return isinstance(item, str) and item in collection
+            if not isinstance(item, str):
+                return error("key", text=node.text, type=type_name(item))
+            return item in collection
         return error("not_collection", text=node.text, type=type_name(collection))
 
     def arith_eval(self, node: ex.Arith, scope: dict[str, Any]) -> Any:
@@ -207,22 +226,15 @@ class _Evaluator:
             return a + b
         if ta != "number" or tb != "number":
             return error("arith", text=node.text, op=node.op, left=ta, right=tb)
-        if node.op == "+":
-            return a + b
-        if node.op == "-":
-            return a - b
-        if node.op == "*":
-            return a * b
+        if node.op in _ARITHMETIC:
+            return _ARITHMETIC[node.op](a, b)
         if b == 0:
             return error("division_by_zero", text=node.text)
         if node.op == "/":
-            return a / b
+            return numbers.divide(a, b)
         if not (is_whole(a) and is_whole(b)):
             return error("modulo", text=node.text)
-        # Truncated remainder, as Go (and OPA): the sign follows the dividend.
-        a, b = int(a), int(b)
-        r = abs(a) % abs(b)
-        return -r if a < 0 else r
+        return numbers.remainder(a, b)   # truncated, as Go (and OPA): the dividend's sign
 
     def and_eval(self, node: ex.And, scope: dict[str, Any]) -> Any:
         left = _boolean(node.left, self.eval(node.left, scope))
@@ -281,6 +293,8 @@ class _Evaluator:
                 first_error = result
         return first_error if first_error is not None else not decisive
 
+
+_ARITHMETIC = {"+": numbers.add, "-": numbers.subtract, "*": numbers.multiply}
 
 # One handler per node key, built once (unbound: a table of bound methods on each evaluator
 # would make a reference cycle for the garbage collector to find).

@@ -3,8 +3,8 @@
 Nodes are small frozen classes that list their children and carry the span of source text
 they were parsed from (``start``/``end`` character offsets into the expression, and ``text``,
 that span with runs of whitespace folded to one space, used in error details). ``key`` names
-the node kind; every back end (checker, evaluator, Rego generator, explainer) has one handler
-per key.
+the node kind; every back end (checker, evaluator, Rego generator, error details) has one
+handler per key.
 """
 
 from __future__ import annotations
@@ -24,34 +24,18 @@ FACT_ERROR = "error"
 class Node:
     key: ClassVar[str] = "node"
     child_fields: ClassVar[tuple[str, ...]] = ()
-    _children: ClassVar[Callable[[Any], tuple[Node, ...]]]
 
     start: int = field(kw_only=True)
     end: int = field(kw_only=True)
     text: str = field(kw_only=True)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # children() is called for every node by every pass: give each class a getter for
-        # its child_fields, where a field annotated as a tuple holds several children.
-        names = cls.__dict__.get("child_fields", ())
-        annotations = cls.__dict__.get("__annotations__", {})
-        many = [str(annotations.get(n, "")).startswith("tuple") for n in names]
-        if not names:
-            cls._children = staticmethod(lambda node: ())
-        elif len(names) == 1:
-            getter = operator.attrgetter(names[0])
-            cls._children = staticmethod(getter if many[0] else lambda node: (getter(node),))
-        elif not any(many):
-            cls._children = staticmethod(operator.attrgetter(*names))
-        else:
-            cls._children = staticmethod(lambda node: tuple(
-                child for n, m in zip(names, many)
-                for child in (getattr(node, n) if m else (getattr(node, n),))))
-
     def children(self) -> tuple[Node, ...]:
         """The child nodes, in source order."""
-        return self._children(self)
+        found: list[Node] = []
+        for name in self.child_fields:
+            value = getattr(self, name)
+            found.extend(value if isinstance(value, tuple) else (value,))
+        return tuple(found)
 
     def walk(self) -> Iterator[Node]:
         """This node and all nodes below it, depth first, in source order."""

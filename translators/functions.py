@@ -1,9 +1,8 @@
 """The single table of functions and methods of the expression language.
 
 The checker reads arity and operand types from it, the reference evaluator calls ``impl``,
-the Rego generator emits ``rego`` (a format string over the operand terms) and the explainer
-calls the library function ``explain`` of ``rego/veto/lib/explain.rego``. Adding a function
-means adding one row here and one function to that library.
+and the Rego generator emits ``rego`` (a format string over the operand terms). Adding a
+function means adding one row here.
 
 String functions follow OPA's Go implementations, not Python's, so that the evaluator and
 the engine agree on every input: ``upper``/``lower`` use Unicode *simple* case mapping (one
@@ -105,7 +104,6 @@ class Function:
         result: static type of the result.
         impl: the reference implementation over already type-checked Python values.
         rego: Rego for the call, formatted with the operand terms ``{0}``, ``{1}``.
-        explain: the function of ``veto.lib.explain`` that computes the same with errors.
     """
 
     name: str
@@ -114,7 +112,6 @@ class Function:
     result: str
     impl: Callable[..., Any]
     rego: str
-    explain: str
     aliases: tuple[str, ...] = ()
 
     @property
@@ -127,19 +124,18 @@ _S = (STRING,)
 _SIZED = (STRING, ARRAY, OBJECT)
 
 FUNCTIONS: tuple[Function, ...] = (
-    Function("upper", True, (_S,), STRING, go_upper, "upper({0})", "upper"),
-    Function("lower", True, (_S,), STRING, go_lower, "lower({0})", "lower"),
-    Function("trim", True, (_S,), STRING, go_trim_space, "trim_space({0})", "trim"),
-    Function("contains", True, (_S, _S), BOOLEAN, lambda s, t: t in s, "contains({0}, {1})",
-             "contains"),
+    Function("upper", True, (_S,), STRING, go_upper, "upper({0})"),
+    Function("lower", True, (_S,), STRING, go_lower, "lower({0})"),
+    Function("trim", True, (_S,), STRING, go_trim_space, "trim_space({0})"),
+    Function("contains", True, (_S, _S), BOOLEAN, lambda s, t: t in s, "contains({0}, {1})"),
     Function("startswith", True, (_S, _S), BOOLEAN, str.startswith, "startswith({0}, {1})",
-             "startswith", aliases=("startsWith",)),
+             aliases=("startsWith",)),
     Function("endswith", True, (_S, _S), BOOLEAN, str.endswith, "endswith({0}, {1})",
-             "endswith", aliases=("endsWith",)),
-    Function("matches", True, (_S, _S), BOOLEAN, _matches, "regex.match({1}, {0})", "matches"),
-    Function("size", True, (_SIZED,), NUMBER, len, "count({0})", "size"),
-    Function("size", False, (_SIZED,), NUMBER, len, "count({0})", "size"),
-    Function("len", False, (_SIZED,), NUMBER, len, "count({0})", "size"),
+             aliases=("endsWith",)),
+    Function("matches", True, (_S, _S), BOOLEAN, _matches, "regex.match({1}, {0})"),
+    Function("size", True, (_SIZED,), NUMBER, len, "count({0})"),
+    Function("size", False, (_SIZED,), NUMBER, len, "count({0})"),
+    Function("len", False, (_SIZED,), NUMBER, len, "count({0})"),
 )
 
 METHODS: dict[str, Function] = {}

@@ -6,8 +6,8 @@ condition is an *error* (three-valued semantics, see DESIGN.md). Disjunctions be
 rules with one body per alternative; values that might be missing or ill-typed are guarded
 (``is_string(x)``) before a builtin sees them, since OPA raises on ill-typed builtin calls.
 
-A third, slower compilation — into calls of the ``veto.lib.explain`` library, which carries
-errors as values — runs only when a rule is in error, to name what was missing or ill-typed.
+What was missing or ill-typed when a condition is an error is compiled from the same tree
+by :mod:`details`.
 
 The reference evaluator (:mod:`evaluator`) is the oracle for all of this: the tests evaluate
 both on the same corpora and compare true / false / error and the detail.
@@ -23,9 +23,9 @@ from veto_opa.translators import expressions as ex
 from veto_opa.translators import rego
 from veto_opa.translators.checker import Checked
 from veto_opa.translators.functions import (
-    ARRAY, BOOLEAN, GLOBALS, METHODS, NUMBER, OBJECT, STRING, Function,
+    ARRAY, BOOLEAN, GLOBALS, METHODS, NULL, NUMBER, OBJECT, STRING, Function,
 )
-from veto_opa.translators.types import ANY, Type
+from veto_opa.translators.types import ANY, Type, type_name
 
 Stmts = list[str]
 
@@ -38,8 +38,7 @@ class Val(NamedTuple):
     """A compiled value: statements that succeed when it is not an error, and its term.
 
     ``solid`` terms are variables or literals: always defined once the statements ran, so
-    they may appear under ``not`` and be extended into refs. (A named tuple: one is made
-    for every node of every condition, several times cheaper than a frozen dataclass.)
+    they may appear under ``not`` and be extended into refs.
     """
 
     stmts: Stmts
@@ -74,6 +73,16 @@ _GUARDS = {
     frozenset({STRING, ARRAY, OBJECT}): "ops.sized({})",
 }
 _ORDERED = (frozenset({NUMBER}), frozenset({STRING}))
+_TYPE_TESTS = {STRING: "is_string({})", NUMBER: "is_number({})", BOOLEAN: "is_boolean({})",
+               ARRAY: "is_array({})", OBJECT: "is_object({})", NULL: "is_null({})"}
+
+
+def _has_type(term: str, accepted: Type) -> str:
+    """A statement true when ``term`` has one of the ``accepted`` JSON types."""
+    if len(accepted) == 1:
+        return _TYPE_TESTS[next(iter(accepted))].format(term)
+    names = ", ".join(rego.string(t) for t in sorted(accepted))
+    return f"type_name({term}) in {{{names}}}"
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _MIRRORED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -120,8 +129,8 @@ class ConditionCompiler:
 
     def _shared(self, node: ex.Node) -> Val:
         # Local variables, not a complete rule per value: OPA spends more evaluating a rule
-        # (about 20 µs for args.statement.upper() on this machine) than computing the value
-        # again in another alternative of the else chain, and compiles fewer rules.
+        # than computing the value again in another alternative of the else chain, and
+        # compiles fewer rules.
         shared = self.shared.get(node.text)
         if shared is None:
             val = _VALUE[node.key](self, node, Scope())
@@ -162,6 +171,17 @@ class ConditionCompiler:
         if node not in self.constants:
             self.constants[node] = evaluator.evaluate(node, {})
         return self.constants[node]
+
+    @staticmethod
+    def is_variable(constant: object) -> bool:
+        """Whether a value of :meth:`constant` means that the node reads the input."""
+        return constant is _VARIABLE
+
+    def macro_var(self, name: str) -> str:
+        """A new Rego variable for the macro variable ``name``: two macros in one body
+        (``a && b``) may not declare the same name."""
+        n = self.macro_vars[name] = self.macro_vars.get(name, 0) + 1
+        return f"v_{name}" if n == 1 else f"v{n}_{name}"
 
     def truth(self, node: ex.Node, scope: Scope) -> Stmts:
         """Statements that succeed exactly when ``node`` is true."""
@@ -397,6 +417,12 @@ class ConditionCompiler:
         stmts = [*left.stmts, *right.stmts]
         lt, rt = self.type_of(node.left), self.type_of(node.right)
         if node.op in ("==", "!="):
+            if not (lt & rt or NULL in lt | rt):
+                return ["false"]      # never comparable: always an error
+            if op == "!=":
+                # Unequal values are only false (or true) when they may be compared: of
+                # one JSON type, or one of them null. Equal values always may.
+                stmts += self.comparable(left, lt, right, rt)
             if not (lt == ANY or rt == ANY or (lt == rt and len(lt) == 1 and
                                                not lt & frozenset({ARRAY, OBJECT}))):
                 # OPA's type checker rejects == between values whose static types cannot
@@ -417,6 +443,27 @@ class ConditionCompiler:
             return [*stmts, f"{right.term} {_MIRRORED[op]} {left.term}"]
         return [*stmts, f"{left.term} {op} {right.term}"]
 
+    def comparable(self, left: Val, lt: Type, right: Val, rt: Type) -> Stmts:
+        """Statements that two values may be compared (one JSON type, or a null), less
+        what their static types already say."""
+        if (lt == rt and len(lt) == 1) or lt == frozenset({NULL}) or rt == frozenset({NULL}):
+            return []
+        for one, other, other_type in ((lt, right, rt), (rt, left, lt)):
+            if len(one) == 1:    # one side's type is known: the other must have it
+                accepted = one | {NULL}
+                if other_type <= accepted:
+                    return []
+                return [_has_type(other.term, accepted)]
+        self.uses_ops = True
+        return [f"ops.comparable({left.term}, {right.term})"]
+
+    def element_types(self, node: ex.Node) -> Type | None:
+        """The JSON types of the elements of a list known at compile time, else None."""
+        constant = self.constant(node)
+        if isinstance(constant, list):
+            return frozenset(type_name(e) for e in constant)
+        return None
+
     def in_truth(self, node: ex.In, scope: Scope) -> Stmts:
         item, coll = self.value(node.item, scope), self.value(node.collection, scope)
         if not _may_lead(item.term):
@@ -428,10 +475,15 @@ class ConditionCompiler:
         return [*stmts, f"ops.member({item.term}, {coll.term})"]
 
     def in_falsity(self, node: ex.In, scope: Scope) -> Stmts:
-        if self.type_of(node.collection) <= frozenset({ARRAY}):
+        # A list without the item: false only if the list is empty or holds an element of
+        # the item's type (else an error, as for ==).
+        elements = self.element_types(node.collection)
+        if elements is not None:
             item = self.solid(self.value(node.item, scope))
             coll = self.solid(self.value(node.collection, scope))
-            return [*item.stmts, *coll.stmts, f"not {item.term} in {coll.term}"]
+            guard = [] if not elements or self.type_of(node.item) <= elements else [
+                _has_type(item.term, elements)]
+            return [*item.stmts, *coll.stmts, *guard, f"not {item.term} in {coll.term}"]
         item, coll = self.value(node.item, scope), self.value(node.collection, scope)
         self.uses_ops = True
         return [*item.stmts, *coll.stmts, f"ops.not_member({item.term}, {coll.term})"]
@@ -467,10 +519,7 @@ class ConditionCompiler:
     def _macro(self, node: ex.Macro, scope: Scope, decide: bool) -> Stmts:
         target = self.solid(self.value(node.target, scope))
         stmts = [*target.stmts, *self.guard(target, node.target, frozenset({ARRAY}))]
-        # Each macro gets its own Rego variable: two macros in one body (a && b) may not
-        # declare the same name.
-        n = self.macro_vars[node.var] = self.macro_vars.get(node.var, 0) + 1
-        var = f"v_{node.var}" if n == 1 else f"v{n}_{node.var}"
+        var = self.macro_var(node.var)
         # OPA rejects a declared variable that nothing uses.
         used = _uses(node.body, node.var)
         loop_var = var if used else "_"
@@ -481,6 +530,10 @@ class ConditionCompiler:
         body = self.truth(node.body, inner) if decide else self.falsity(node.body, inner)
         if some:
             return [*stmts, f"some {loop_var} in {target.term}", *body]
+        if body == ["false"]:
+            # No element satisfies the body (a constant that folded to false): only an
+            # empty list does; `every v in t { false }` would declare v for nothing.
+            return [*stmts, f"count({target.term}) == 0"]
         return [*stmts, f"every {loop_var} in {target.term} {_block(body)}"]
 
 

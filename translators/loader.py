@@ -35,14 +35,14 @@ from pydantic import BaseModel, ValidationError
 from veto_opa.errors import PolicyError
 from veto_opa.translators.checker import check
 from veto_opa.translators.diagnostics import (
-    BAD_GLOB, DUPLICATE, FILE, LIMIT, SCHEMA, UNKNOWN_KEY, UNKNOWN_NAME, Diagnostic,
+    BAD_GLOB, DUPLICATE, FILE, SCHEMA, UNKNOWN_KEY, UNKNOWN_NAME, Diagnostic,
 )
-from veto_opa.translators import explainer
 from veto_opa.translators import facts as fact_decls
 from veto_opa.translators.parser import ParseError, parse
 from veto_opa.translators.policy import (
     Example, Expectation, Policy, Rule, environment_condition,
 )
+from veto_opa.translators.redaction_paths import parse_redact_path
 from veto_opa.translators.rego import KEYWORDS
 from veto_opa.translators.schema import (
     ANY_APPROVER, NAME_RULE, ExpectSpec, PolicyFile, RuleSpec, TestSpec, explain, found,
@@ -192,6 +192,7 @@ class _FileChecker:
         self.root: dict[str, Any] = document.value
         self.stem = stem
         self.diagnostics = diagnostics
+        self.warnings: list[Diagnostic] = []
         self.name: str | None = None
         self.name_position: Position = (1, 1)
         self.facts = fact_decls.Declared()
@@ -214,7 +215,7 @@ class _FileChecker:
         except ValidationError as e:
             for error in e.errors():
                 path = (*base, *error["loc"])
-                anchor, message = explain(error, path)
+                anchor, message = explain(dict(error), path)
                 code = {"extra_forbidden": UNKNOWN_KEY}.get(error["type"], SCHEMA)
                 if anchor == "key":
                     self.at_key(path, code, message)
@@ -270,6 +271,7 @@ class _FileChecker:
             default_approvers=tuple(dict.fromkeys(spec.default_approvers)),
             approval_binding=(tuple(spec.approval_binding)
                               if spec.approval_binding is not None else None),
+            warnings=tuple(self.warnings),
         )
 
     def check_policy_name(self) -> None:
@@ -413,13 +415,7 @@ class _FileChecker:
         self.expression_problems(i, text, [*parsed.problems, *checked.problems])
         if parsed.problems or checked.problems:
             return checked
-        needed = explainer.levels(parsed.node)
-        if needed > explainer.MAX_LEVELS - 2:   # two spare for the environments shortcut
-            self.report(self.doc.value_position(("rules", i, "when")), LIMIT,
-                        f"condition nests too deeply to be explained: it needs {needed} "
-                        f"evaluation levels, at most {explainer.MAX_LEVELS - 2} are supported; "
-                        "split it into several rules")
-            return None
+        self.expression_problems(i, text, checked.warnings, "warning")
         if environments is None:
             return checked
         # The folded condition is what gets compiled. Its problems are the condition's own,
@@ -428,7 +424,8 @@ class _FileChecker:
         return check(environment_condition(environments, parsed.node))
 
     def expression_problems(self, i: int, text: str | None,
-                            problems: Sequence[ExpressionProblem]) -> None:
+                            problems: Sequence[ExpressionProblem],
+                            severity: str = "error") -> None:
         for problem in problems:
             if text is None:
                 # Only the synthetic `context.environment in [...]` is there: its nodes
@@ -436,7 +433,11 @@ class _FileChecker:
                 at = self.doc.key_position(("rules", i, "environments"))
             else:
                 at = self.doc.offset_position(("rules", i, "when"), problem.offset)
-            self.report(at, problem.code, problem.message)
+            if severity == "warning":
+                self.warnings.append(Diagnostic(self.file, at[0], at[1], problem.code,
+                                                problem.message, severity))
+            else:
+                self.report(at, problem.code, problem.message)
 
     # -- tests --------------------------------------------------------------------------
 
@@ -488,8 +489,6 @@ class _FileChecker:
         paths = self.root.get("redact")
         if not isinstance(paths, list):
             return
-        from veto_opa.records.redaction import parse_redact_path  # runtime side, loaded late
-
         for i, text in enumerate(paths):
             if isinstance(text, str):
                 try:

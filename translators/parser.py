@@ -20,12 +20,14 @@ reports all of them.
 from __future__ import annotations
 
 import bisect
+import difflib
 import dataclasses
 from dataclasses import dataclass
 
+from veto_opa.translators import numbers
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.diagnostics import LIMIT, PARSE, UNKNOWN_NAME, ExpressionProblem
-from veto_opa.translators.functions import GLOBALS, MACROS, METHODS
+from veto_opa.translators.functions import GLOBALS, MACROS, METHODS, SPECIAL_FUNCTIONS
 from veto_opa.translators.tokens import Kind, Token, TokenizeError, tokenize
 
 MAX_NESTING = 48
@@ -71,22 +73,6 @@ class _Parser:
         self.source = text
         self.tokens = tokens
         self.starts = [t.start for t in tokens]
-        # The text with whitespace between tokens folded, and where each token starts and
-        # ends in it: a node's text is then one slice (see text_of).
-        parts: list[str] = []
-        self.folded_start: dict[int, int] = {}
-        self.folded_end: dict[int, int] = {}
-        at, last = 0, None
-        for tok in tokens[:-1]:
-            if last is not None and tok.start > last:
-                parts.append(" ")
-                at += 1
-            self.folded_start[tok.start] = at
-            parts.append(tok.text)
-            at += len(tok.text)
-            self.folded_end[tok.end] = at
-            last = tok.end
-        self.folded = "".join(parts)
         self.pos = 0
         self.nesting = 0
         self.scope: list[str] = []
@@ -109,6 +95,9 @@ class _Parser:
         # cannot contain those characters (a string's text keeps its quotes).
         return self.tokens[self.pos].text == op
 
+    def at_end(self) -> bool:
+        return self.tok.kind is Kind.EOF
+
     def at_keyword(self, word: str) -> bool:
         return self.tok.kind is Kind.IDENT and self.tok.text == word
 
@@ -123,9 +112,6 @@ class _Parser:
 
     def text_of(self, start: int, end: int) -> str:
         """Source text of a span, whitespace between tokens folded to one space."""
-        i, j = self.folded_start.get(start), self.folded_end.get(end)
-        if i is not None and j is not None:    # the span starts and ends with a token
-            return self.folded[i:j]
         parts: list[str] = []
         last = None
         for tok in self.tokens[bisect.bisect_left(self.starts, start):]:
@@ -156,7 +142,7 @@ class _Parser:
         if self.tok.kind is Kind.EOF:
             raise self.error("empty expression")
         node = self.parse_or()
-        if self.tok.kind is not Kind.EOF:
+        if not self.at_end():
             raise self.error(f"expected an operator or end of expression, found "
                              f"{self.tok.describe()}")
         # Each node takes at least one token of its own, so a tree is never deeper than the
@@ -380,23 +366,28 @@ _ROOTS_TEXT = ", ".join(ex.ROOTS[:-1]) + " or " + ex.ROOTS[-1]
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return numbers.is_number(value)
 
 
 def _suggest_method(name: str) -> str:
-    lowered = name.lower()
-    for known in METHODS:
-        if known.lower() == lowered:
-            return f"; did you mean '{known}'?"
     if name in GLOBALS:
         return f"; {name}() is a function: write {name}(x)"
-    return f" (known: {', '.join(sorted(set(METHODS) | set(MACROS)))})"
+    return _suggest(name, sorted(set(METHODS) | set(MACROS)))
 
 
 def _suggest_global(name: str) -> str:
     if name in METHODS:
         return f"; {name}() is a method: write x.{name}(...)"
-    return " (known: has, len, size)"
+    return _suggest(name, sorted({*GLOBALS, *SPECIAL_FUNCTIONS}))
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    """``; did you mean 'upper'?`` for the closest known name (case aside), else the list."""
+    by_case = [k for k in known if k.lower() == name.lower()]
+    close = by_case or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f" (known: {', '.join(known)})"
 
 
 def _too_deep(node: ex.Node) -> ex.Node | None:

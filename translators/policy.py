@@ -9,6 +9,7 @@ from veto_opa._types import Action
 from veto_opa.facts.spec import FactSpec
 from veto_opa.translators import expressions as ex
 from veto_opa.translators.checker import Checked
+from veto_opa.translators.diagnostics import Diagnostic
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Policy:
     approval_binding: tuple[str, ...] | None = None  # context keys given in the file
     extra: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, dict[str, FactSpec]] = field(default_factory=dict)   # tool -> arg -> how
+    warnings: tuple[Diagnostic, ...] = ()  # what loads but is probably not what was meant
 
     @property
     def package(self) -> str:
@@ -113,7 +115,8 @@ def environment_condition(environments: tuple[str, ...], when: ex.Node | None) -
 
     ``environments: [production]`` means ``context.environment in ["production"]`` and'ed with
     the rule's ``when``, so a missing environment is an error like any missing field (a deny
-    rule then applies, fail closed) rather than silently skipping the rule.
+    rule then applies, fail closed) rather than silently skipping the rule; so is one that is
+    not a string, null included (``in`` does not compare values of different JSON types).
     """
     items = ", ".join(_quote(e) for e in environments)
     text = f"context.environment in [{items}]"

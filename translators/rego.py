@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from typing import Any
 
 KEYWORDS = frozenset({
@@ -51,11 +52,16 @@ def string(s: str) -> str:
     return "".join(out)
 
 
-def number(n: int | float) -> str:
+def number(n: int | float | Decimal) -> str:
+    """A Rego number literal: exact for ints and decimals, a float's shortest decimal."""
     if isinstance(n, bool):
         raise TypeError("a boolean is not a number")
     if isinstance(n, int):
         return str(n)
+    if isinstance(n, Decimal):
+        if not n.is_finite():
+            raise ValueError(f"{n} has no JSON or Rego form")
+        return str(n).replace("E", "e")
     if math.isnan(n) or math.isinf(n):
         raise ValueError(f"{n} has no JSON or Rego form")
     return repr(n)
@@ -69,7 +75,7 @@ def value(v: Any) -> str:
         return "true"
     if v is False:
         return "false"
-    if isinstance(v, (int, float)):
+    if isinstance(v, (int, float, Decimal)):
         return number(v)
     if isinstance(v, str):
         return string(v)

@@ -39,7 +39,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from veto_opa.translators.diagnostics import DUPLICATE, LIMIT, YAML_SYNTAX, Diagnostic
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 Path = tuple[str | int, ...]
 Position = tuple[int, int]
@@ -121,9 +121,8 @@ def read_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]:
 
 
 def _compose(text: str) -> Node | None:
-    # libyaml composes about five times faster than PyYAML's pure-Python reader, which
-    # matters for policies of thousands of rules, and its marks count characters as
-    # PyYAML's do. When it rejects a document, the pure-Python reader runs again so that
+    # libyaml composes faster than PyYAML's pure-Python reader (bench_compiler.py measures
+    # by how much), and its marks count characters as PyYAML's do. When it rejects a document, the pure-Python reader runs again so that
     # the message and position are PyYAML's own. (libyaml accepts a few documents PyYAML
     # rejects, tabs inside plain scalars; PyYAML's wheels include libyaml on every
     # platform veto-opa supports, so the answer does not depend on the install there.)
@@ -218,6 +217,7 @@ class _Converter:
         try:
             if isinstance(node, SequenceNode):
                 return self.sequence(node, path, depth)
+            assert isinstance(node, MappingNode)
             return self.mapping(node, path, depth)
         finally:
             self.active.discard(id(node))
@@ -314,7 +314,8 @@ class _Converter:
         if isinstance(node, ScalarNode) and node.tag in (_STR, _TIMESTAMP):
             if node.tag == _STR:
                 self.check_string(node)
-            return node.value
+            value: str = node.value
+            return value
         hint = "; quote it" if isinstance(node, ScalarNode) else ""
         self.problem(_mark(node), YAML_SYNTAX,
                      f"mapping keys must be strings, found {_describe_node(node)}{hint}")
@@ -369,6 +370,7 @@ def scalar_positions(source_text: str, node: ScalarNode) -> Callable[[int], Posi
 def _spans(text: str, node: ScalarNode) -> Spans | None:
     start = node.start_mark.index
     style = node.style
+    candidates: Iterable[tuple[str, Spans]]
     if style in ("|", ">"):
         candidates = _block_candidates(text, start, node.start_mark.column)
     elif style in ("'", '"'):
@@ -547,6 +549,7 @@ def _scan_block(text: str, start: int, min_indent: int) -> tuple[str, Spans]:
 
     out = _Out()
     col = 0
+    max_indent = 0
     breaks: list[tuple[str, int, int]] = []
 
     def skip_indentation(limit: int | None) -> None:
@@ -563,7 +566,6 @@ def _scan_block(text: str, start: int, min_indent: int) -> tuple[str, Spans]:
             breaks.append((b, i, after))
             i, col = after, 0
 
-    max_indent = 0
     if increment is None:
         skip_indentation(None)
         indent = max(min_indent, max_indent)
@@ -573,8 +575,8 @@ def _scan_block(text: str, start: int, min_indent: int) -> tuple[str, Spans]:
 
     line_break: tuple[str, int, int] | None = None
     while col == indent and _peek(text, i) != "\0":
-        for b in breaks:
-            out.add(*b)
+        for pending in breaks:
+            out.add(*pending)
         breaks = []
         leading_non_space = _peek(text, i) not in " \t"
         while _peek(text, i) not in "\0" + _BREAKS:
@@ -597,6 +599,6 @@ def _scan_block(text: str, start: int, min_indent: int) -> tuple[str, Spans]:
     if chomping is not False and line_break:
         out.add(*line_break)
     if chomping is True:
-        for b in breaks:
-            out.add(*b)
+        for pending in breaks:
+            out.add(*pending)
     return out.result()

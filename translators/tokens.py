@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import enum
 import re
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from veto_opa.translators.diagnostics import PARSE, ExpressionProblem
+from veto_opa.translators.numbers import number
+
+_MAX_NUMBER_CHARS = 400
+"""Longest number literal: enough for any float, short of making big-number arithmetic slow."""
 
 
 class Kind(enum.Enum):
@@ -24,8 +29,7 @@ class Kind(enum.Enum):
 
 
 class Token(NamedTuple):
-    """One token (a named tuple: immutable, and several times cheaper to make than a frozen
-    dataclass, which counts for policies of thousands of conditions)."""
+    """One token: its kind, source text, offsets, and decoded value for literals."""
 
     kind: Kind
     text: str
@@ -131,11 +135,12 @@ def _number(text: str, i: int, tokens: list[Token]) -> int:
             ExpressionProblem(j, PARSE, f"unexpected {text[j]!r} after number {text[i:j]!r}")
         )
     raw = text[i:j]
+    # Numbers are exact decimals, as OPA reads them (0.1 is 1/10, not the nearest float);
+    # beyond a float's range OPA's arithmetic overflows, so such literals are refused.
+    if len(raw) > _MAX_NUMBER_CHARS or float(raw) in (float("inf"), float("-inf")):
+        raise TokenizeError(ExpressionProblem(i, PARSE, f"number {raw[:40]} is too large"))
     if is_float:
-        value = float(raw)
-        if value in (float("inf"), float("-inf")):
-            raise TokenizeError(ExpressionProblem(i, PARSE, f"number {raw} is too large"))
-        tokens.append(Token(Kind.FLOAT, raw, i, j, value))
+        tokens.append(Token(Kind.FLOAT, raw, i, j, number(Decimal(raw))))
     else:
         tokens.append(Token(Kind.INT, raw, i, j, int(raw)))
     return j

@@ -9,6 +9,7 @@ reject at compile time.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from veto_opa.translators.functions import ARRAY, BOOLEAN, NULL, NUMBER, OBJECT, STRING
@@ -29,7 +30,7 @@ def type_name(value: Any) -> str:
         return NULL
     if isinstance(value, bool):
         return BOOLEAN
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, Decimal)):
         return NUMBER
     if isinstance(value, str):
         return STRING

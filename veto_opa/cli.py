@@ -244,14 +244,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     rules = sum(len(p.rules) for p in policies)
     tests = sum(len(p.tests) for p in policies)
+    warnings = [w for p in policies for w in p.warnings]
     if args.json:
         print(json.dumps({"ok": True, "policies": [p.name for p in policies], "rules": rules,
-                          "tests": tests}, indent=2))
+                          "tests": tests, "warnings": [w.to_dict() for w in warnings]},
+                         indent=2, ensure_ascii=False))
     else:
+        # Warnings do not change the exit status: the policies load as written.
+        for warning in warnings:
+            print(warning, file=sys.stderr)
         names = ", ".join(p.name for p in policies)
-        print(f"ok: {len(policies)} polic{'ies' if len(policies) != 1 else 'y'} ({names}), "
-              f"{rules} rules, {tests} examples")
+        print(f"ok: {_count(len(policies), 'policy', 'policies')} ({names}), "
+              f"{_count(rules, 'rule')}, {_count(tests, 'example')}"
+              + (f", {_count(len(warnings), 'warning')}" if warnings else ""))
     return 0
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 rule``, ``2 rules``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -281,6 +292,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from veto_opa.translators import build, bundle as bundles
+    from veto_opa.translators.examples import explain_failures
     from veto_opa.translators.regotest import TestLoadError, format_report, run_tests
 
     if (args.examples or args.json) and not args.mutate:
@@ -306,9 +318,16 @@ def cmd_test(args: argparse.Namespace) -> int:
     except TestLoadError as e:
         print(f"veto-opa: error: {e}", file=sys.stderr)
         return 1
+    if args.run and not report.results:
+        print(f"veto-opa: error: no test matches -r {args.run!r}", file=sys.stderr)
+        return 1
     text = format_report(report, verbose=args.verbose)
     if text and not args.json:
         print(text)
+    # A failed example: what it expected and what the policy decided, at its line.
+    failed = [r.full_name for r in report.results if r.status == "FAIL"]
+    for line in explain_failures(compiled, failed):
+        print(line)
     if not args.mutate:
         return report.exit_code()
     from veto_opa.mutate import mutate

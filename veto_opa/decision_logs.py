@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from veto_opa.config import VetoSettings
-    from veto_opa.records.redaction import Segment
+    from veto_opa.translators import Segment
 
 log = logging.getLogger("veto_opa")
 

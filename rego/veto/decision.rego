@@ -4,11 +4,11 @@
 #   Combines every compiled Veto policy package under data.veto.policies into one
 #   decision for the tool call in input. Each policy package defines `policy` (name,
 #   load index, default, source) and `status`: a pair [rule, value] for each rule that
-#   governs this tool, where value is its condition's, true, false or "error". Each
-#   rule's index, action, reason and approvers are data, data.veto.rules.<policy>.<rule>
-#   (data costs OPA nothing to compile; a table in the package would). Why a condition
-#   could not be evaluated comes from veto.lib.explain, which evaluates the condition's
-#   data form in data.veto.conditions.<policy>.<rule>.
+#   governs this tool, where value is its condition's, true, false or {"error": detail}
+#   when it is neither, the detail saying what was missing or ill-typed (generated with
+#   the condition). Each rule's index, action, reason and approvers are data,
+#   data.veto.rules.<policy>.<rule> (data costs OPA nothing to compile; a table in the
+#   package would).
 #
 #   The bundle's own package, veto.bundle (generated), lists its policies and holds the
 #   decision for calls that no rule applies to; without it, both are worked out here.
@@ -16,7 +16,7 @@
 #   (function calls would hash their arguments on every call).
 package veto
 
-import data.veto.lib.explain
+import data.veto.lib.ops
 
 # METADATA
 # title: Decision for this tool call
@@ -96,15 +96,6 @@ _hits := sort([[p.index, meta.index, name, rule, status, meta] |
 	meta := data.veto.rules[name][rule]
 ])
 
-# What was missing or ill-typed, for each rule in error.
-_details[[name, rule]] := _detail(name, rule) if {
-	some [_, _, name, rule, "error", _] in _hits
-}
-
-_detail(policy, rule) := d if {
-	d := explain.detail(data.veto.conditions[policy][rule])
-} else := "the condition could not be evaluated"
-
 # A rule applies when its condition is true, and a deny or require_approval rule also when
 # its condition is an error (fail closed).
 _applying := [{
@@ -135,14 +126,34 @@ _approvals(meta) := 0 if {
 
 _applies(true, _)
 
-_applies("error", action) if action != "allow"
+_applies(status, action) if {
+	_ = status.error
+	action != "allow"
+}
 
-_message(name, rule, "error", _) := sprintf("rule %s could not be evaluated: %s", [rule, _details[[name, rule]]])
+_message(name, rule, status, _) := concat("", ["rule ", rule, " could not be evaluated: ", _details_of[[name, rule]]]) if {
+	_ = status.error
+}
 
 _message(_, _, true, meta) := meta.message
 
-_errors := [{"rule": rule, "detail": _details[[name, rule]], "policy": name} |
-	some [_, _, name, rule, "error", _] in _hits
+# What was missing or ill-typed, for each rule in error: the detail generated in Rego, or
+# the one at its index in data.veto.details.<policy>.<rule>; a detail of another form still
+# fails closed, with a generic one. Worked out once per rule in error.
+_details_of[[name, rule]] := _detail(name, rule, status.error) if {
+	some [_, _, name, rule, status, _] in _hits
+	_ = status.error
+}
+
+_detail(name, rule, error) := error if {
+	is_string(error)
+} else := text if {
+	text := ops.detail(data.veto.details[name][rule][error])
+} else := "the condition could not be evaluated"
+
+_errors := [{"rule": rule, "detail": _details_of[[name, rule]], "policy": name} |
+	some [_, _, name, rule, status, _] in _hits
+	_ = status.error
 ]
 
 _actions := {e.action | some e in _applying}

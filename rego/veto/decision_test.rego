@@ -6,10 +6,10 @@ import data.veto
 # the whole subtree, including any compiled policy packages loaded beside this file,
 # so each test sees exactly the policies it names; their rules' data goes with them,
 # `with data.veto.rules as _rules_of(...)`. Their `rules` and `status` are constants
-# here: what is under test is how the library combines them. The details of
-# rules in error come from veto.lib.explain, replaced by `_same` so that a test can state
-# them directly (the explainer has tests of its own). `with data.veto.bundle as {}` hides
-# the policy list and default decision of a compiled bundle loaded beside this file.
+# here: what is under test is how the library combines them. A rule in error has the
+# status {"error": detail}, as generated code writes it (the generated details have tests
+# of their own, tests/translators). `with data.veto.bundle as {}` hides the policy list and
+# default decision of a compiled bundle loaded beside this file.
 
 _policy(name, index, default_action) := {
 	"name": name,
@@ -44,41 +44,31 @@ _failing(policy, index, name, action, detail) := {
 }
 
 # A compiled policy package: the status of the rules for this tool, [rule, true] for those
-# that apply and [rule, "error"] for those in error; `rules` (the rules' data by name) and
-# `details` are this file's own fields, read by _rules_of and _details_of.
+# that apply and [rule, {"error": detail}] for those in error; `rules` (the rules' data by
+# name) is this file's own field, read by _rules_of.
 _package(policy, applies, errors) := {
 	"policy": policy,
 	"rules": object.union(
 		{r.rule: _meta(r) | some r in applies},
 		{e.rule: _meta(e) | some e in errors},
 	),
-	"status": {[r.rule, true] | some r in applies} | {[e.rule, "error"] | some e in errors},
-	"details": {e.rule: e.detail | some e in errors},
+	"status": {[r.rule, true] | some r in applies} | {[e.rule, {"error": e.detail}] | some e in errors},
 }
 
 _meta(r) := {"index": r.index, "action": r.action, "message": r.message, "approvers": r.approvers}
 
-_details_of(policies) := {name: p.details | some name, p in policies}
-
 _rules_of(policies) := {name: p.rules | some name, p in policies}
 
-_same(x) := x
-
-# The decision with details from the packages' `details`.
 _decide(policies) := d if {
 	d := veto.decision with input as _call
 		with data.veto.policies as policies
 		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
-		with data.veto.conditions as _details_of(policies)
-		with data.veto.lib.explain.detail as _same
 }
 
 _decide_for(names, policies) := d if {
 	d := veto.decision_for(names) with input as _call
 		with data.veto.policies as policies
 		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
-		with data.veto.conditions as _details_of(policies)
-		with data.veto.lib.explain.detail as _same
 }
 
 _call := {
@@ -541,41 +531,73 @@ test_allow_rule_in_error_does_not_apply if {
 	d.matched == []
 }
 
-test_detail_falls_back_when_the_condition_data_is_missing if {
-	policies := {"sre": _package(
-		_policy("sre", 0, "allow"),
-		set(),
-		{_failing("sre", 0, "blocks", "deny", "unused")},
-	)}
+test_detail_that_is_not_a_string_fails_closed_with_a_generic_one if {
+	policies := {"sre": {
+		"policy": _policy("sre", 0, "allow"),
+		"rules": {"blocks": _meta(_rule("sre", 0, "blocks", "deny"))},
+		"status": {["blocks", {"error": 7}]},
+	}}
 	d := veto.decision with input as _call with data.veto.bundle as {} with data.veto.policies as policies
-		with data.veto.rules as _rules_of(policies) with data.veto.conditions as {}
+		with data.veto.rules as _rules_of(policies)
+	d.decision == "deny"
 	d.errors == [{"rule": "blocks", "detail": "the condition could not be evaluated", "policy": "sre"}]
 }
 
-# The real explainer, on the data form of `args.limit > 10` with args.limit missing.
-test_detail_comes_from_the_condition_data if {
-	spec := {
-		"root": 3,
-		"text": "args.limit > 10",
-		"levels": [[0, 2], [1], [3]],
-		"nodes": [
-			{"k": "root", "n": "args", "c": [], "e": -1},
-			{"k": "field", "n": "limit", "t": "args.limit", "tt": "args", "c": [0], "e": -1},
-			{"k": "literal", "v": 10, "c": [], "e": -1},
-			{"k": "compare", "op": ">", "t": "args.limit > 10", "c": [1, 2], "e": -1},
-		],
-	}
-	policies := {"sre": _package(
-		_policy("sre", 0, "allow"),
-		set(),
-		{_failing("sre", 0, "limit", "deny", "unused")},
-	)}
-	d := veto.decision with input as {"tool": "t", "args": {}}
-		with data.veto.policies as policies
-		with data.veto.rules as _rules_of(policies) with data.veto.bundle as {}
-		with data.veto.conditions as {"sre": {"limit": spec}}
+# A generated package, as `veto-opa build` writes it: the detail comes with the status.
+test_detail_comes_from_the_generated_condition if {
+	call := {"tool": "t", "args": {}, "context": {}}
+	status := _limit_status with input as call
+	d := veto.decision with input as call
+		with data.veto.policies as {"sre": {"policy": _policy("sre", 0, "allow"), "status": status}}
+		with data.veto.rules as {"sre": {"limit": _meta(_rule("sre", 0, "limit", "deny"))}}
+		with data.veto.bundle as {}
+	d.decision == "deny"
+	d.reason == "rule limit could not be evaluated: args.limit is missing"
 	d.errors == [{"rule": "limit", "detail": "args.limit is missing", "policy": "sre"}]
 }
+
+# A detail the generator names by its index in data.veto.details.<policy>.<rule>.
+test_detail_by_index_comes_from_the_details_data if {
+	policies := {"sre": {
+		"policy": _policy("sre", 0, "allow"),
+		"status": {["limit", {"error": 1}]},
+	}}
+	d := veto.decision with input as {"tool": "t", "args": {"limit": "ten"}, "context": {}}
+		with data.veto.policies as policies
+		with data.veto.rules as {"sre": {"limit": _meta(_rule("sre", 0, "limit", "deny"))}}
+		with data.veto.bundle as {}
+		with data.veto.details as {"sre": {"limit": ["unused", ["args.limit > 10: cannot compare %s with number", ["args", "limit"]]]}}
+	d.decision == "deny"
+	d.errors == [{"rule": "limit", "detail": "args.limit > 10: cannot compare string with number", "policy": "sre"}]
+}
+
+test_detail_index_without_details_data_fails_closed_with_a_generic_one if {
+	policies := {"sre": {
+		"policy": _policy("sre", 0, "allow"),
+		"status": {["limit", {"error": 3}]},
+	}}
+	d := veto.decision with input as _call
+		with data.veto.policies as policies
+		with data.veto.rules as {"sre": {"limit": _meta(_rule("sre", 0, "limit", "deny"))}}
+		with data.veto.bundle as {}
+	d.decision == "deny"
+	d.errors == [{"rule": "limit", "detail": "the condition could not be evaluated", "policy": "sre"}]
+}
+
+# What the generator writes for `when: args.limit > 10` (abridged: no type guard).
+_limit_status contains ["limit", _limit]
+
+_limit := false if {
+	input.args.limit <= 10
+} else := true if {
+	input.args.limit > 10
+} else := {"error": _limit_D}
+
+_limit_D := "args is missing" if {
+	not input.args
+} else := "args.limit is missing" if {
+	not input.args.limit
+} else := "the condition could not be evaluated"
 
 test_rules_whose_condition_is_false_do_not_apply if {
 	policies := {"sre": {

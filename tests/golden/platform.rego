@@ -8,15 +8,19 @@
 #   source: "examples/platform.yaml"
 package veto.policies.platform
 
+import data.veto.lib.ops
+
 # METADATA
 # description: |
 #   This policy's name, load order among the bundle's policies, and default. Each rule
 #   below adds [rule, value] to `status` when it governs this tool, where value is its
-#   condition's, true, false or "error" (and then data.veto.conditions.<policy>.<rule>
-#   says why); the decision (package veto) reads the rule's order, action, reason and
-#   approvers in data.veto.rules.<policy>.<rule>. `status` is a partial set, not an
-#   object, because OPA indexes the bodies of partial sets by `input.tool`, so that rules
-#   for other tools cost nothing.
+#   condition's: true, false, or {"error": detail} when it is neither, the detail saying
+#   what was missing or ill-typed (a text, or the index of one in the JSON list at
+#   data.veto.details.<policy>.<rule>: veto.lib.ops.detail reads either); the decision
+#   (package veto) reads the rule's order, action, reason and approvers in
+#   data.veto.rules.<policy>.<rule>. `status` is a partial set, not an object, because OPA
+#   indexes the bodies of partial sets by `input.tool`, so that rules for other tools cost
+#   nothing.
 policy := {"name": "platform", "index": 0, "default": "allow", "source": "examples/platform.yaml", "sha256": "186c364ad0e8beed2494b4820200322997211e91119f6c8542a3de92a6a05ced"}
 
 # ----------------------------------------------------------------------------------------
@@ -31,11 +35,15 @@ policy := {"name": "platform", "index": 0, "default": "allow", "source": "exampl
 
 status contains ["no_kubectl_in_kube_system", _no_kubectl_in_kube_system] if glob.match("kubectl_*", null, input.tool)
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true (one body per alternative), or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.no_kubectl_in_kube_system).
 _no_kubectl_in_kube_system := false if {
+	type_name(input.args.namespace) in {"null", "string"}
 	input.args.namespace != "kube-system"
 	not _no_kubectl_in_kube_system_H1
 } else := false if {
+	type_name(input.args.namespace) in {"null", "string"}
 	input.args.namespace != "kube-system"
 	is_string(input.args.manifest)
 	not contains(input.args.manifest, "namespace: kube-system")
@@ -45,7 +53,13 @@ _no_kubectl_in_kube_system := false if {
 	_ = input.args.manifest
 	is_string(input.args.manifest)
 	contains(input.args.manifest, "namespace: kube-system")
-} else := "error"
+} else := {"error": 0} if {
+	# args.namespace is missing, or args.namespace == "kube-system": cannot compare <type> with string
+	not type_name(object.get(input, ["args", "namespace"], false)) in {"null", "string"}
+} else := {"error": 1} if {
+	# args.manifest is missing, or args.manifest.contains("namespace: kube-system"): contains() cannot take <type>, string
+	not is_string(object.get(input, ["args", "manifest"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 _no_kubectl_in_kube_system_H1 if {
 	_ = input.args.manifest
@@ -63,13 +77,19 @@ _no_kubectl_in_kube_system_H1 if {
 status contains ["production_applies_need_review", _production_applies_need_review] if input.tool == "kubectl_apply"
 status contains ["production_applies_need_review", _production_applies_need_review] if input.tool == "kubectl_delete"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.production_applies_need_review).
 _production_applies_need_review := false if {
 	x1 := input.context.environment
+	is_string(x1)
 	not x1 in ["production"]
 } else := true if {
 	input.context.environment in ["production"]
-} else := "error"
+} else := {"error": 0} if {
+	# context.environment is missing, or context.environment in ["production"]: the list holds string, not <type>
+	not is_string(object.get(input, ["context", "environment"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule no_privileged_containers (examples/platform.yaml:30:5)
@@ -81,14 +101,19 @@ _production_applies_need_review := false if {
 
 status contains ["no_privileged_containers", _no_privileged_containers] if input.tool == "kubectl_apply"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.no_privileged_containers).
 _no_privileged_containers := false if {
 	is_string(input.args.manifest)
 	not regex.match("(?i)privileged:\\s*true", input.args.manifest)
 } else := true if {
 	is_string(input.args.manifest)
 	regex.match("(?i)privileged:\\s*true", input.args.manifest)
-} else := "error"
+} else := {"error": 0} if {
+	# args.manifest is missing, or args.manifest.matches("(?i)privileged:\\s*true"): matches() cannot take <type>, string
+	not is_string(object.get(input, ["args", "manifest"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule scale_limit (examples/platform.yaml:36:5)
@@ -101,14 +126,19 @@ _no_privileged_containers := false if {
 
 status contains ["scale_limit", _scale_limit] if input.tool == "kubectl_scale"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.scale_limit).
 _scale_limit := false if {
 	is_number(input.args.replicas)
 	input.args.replicas <= 20
 } else := true if {
 	is_number(input.args.replicas)
 	input.args.replicas > 20
-} else := "error"
+} else := {"error": 0} if {
+	# args.replicas is missing, or args.replicas > 20: cannot compare <type> with number
+	not is_number(object.get(input, ["args", "replicas"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule close_own_tickets (examples/platform.yaml:43:5)
@@ -120,9 +150,23 @@ _scale_limit := false if {
 
 status contains ["close_own_tickets", _close_own_tickets] if input.tool == "close_ticket"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.platform.close_own_tickets).
 _close_own_tickets := false if {
+	ops.comparable(input.args.assignee, input.context.user)
 	input.args.assignee != input.context.user
 } else := true if {
 	input.args.assignee == input.context.user
-} else := "error"
+} else := {"error": 0} if {
+	# args.assignee is missing
+	not input.args.assignee
+	not input.args.assignee == false
+} else := {"error": 1} if {
+	# context.user is missing
+	not input.context.user
+	not input.context.user == false
+} else := {"error": 2} if {
+	# args.assignee == context.user: cannot compare <type> with <type>
+	not ops.comparable(input.args.assignee, input.context.user)
+} else := {"error": "the condition could not be evaluated"}

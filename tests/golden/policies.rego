@@ -11,11 +11,13 @@ package veto.policies.policies
 # description: |
 #   This policy's name, load order among the bundle's policies, and default. Each rule
 #   below adds [rule, value] to `status` when it governs this tool, where value is its
-#   condition's, true, false or "error" (and then data.veto.conditions.<policy>.<rule>
-#   says why); the decision (package veto) reads the rule's order, action, reason and
-#   approvers in data.veto.rules.<policy>.<rule>. `status` is a partial set, not an
-#   object, because OPA indexes the bodies of partial sets by `input.tool`, so that rules
-#   for other tools cost nothing.
+#   condition's: true, false, or {"error": detail} when it is neither, the detail saying
+#   what was missing or ill-typed (a text, or the index of one in the JSON list at
+#   data.veto.details.<policy>.<rule>: veto.lib.ops.detail reads either); the decision
+#   (package veto) reads the rule's order, action, reason and approvers in
+#   data.veto.rules.<policy>.<rule>. `status` is a partial set, not an object, because OPA
+#   indexes the bodies of partial sets by `input.tool`, so that rules for other tools cost
+#   nothing.
 policy := {"name": "policies", "index": 0, "default": "allow", "source": "examples/policies.yaml", "sha256": "c166a99fa68997cde5b6974cc9ebfe8d4f6883dfb219e4a4d01f8b813a16437d"}
 
 # ----------------------------------------------------------------------------------------
@@ -32,8 +34,11 @@ policy := {"name": "policies", "index": 0, "default": "allow", "source": "exampl
 
 status contains ["block_production_database_deletes", _block_production_database_deletes] if input.tool == "execute_sql"
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true (one body per alternative), or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.policies.block_production_database_deletes).
 _block_production_database_deletes := false if {
+	type_name(input.context.environment) in {"null", "string"}
 	input.context.environment != "production"
 } else := false if {
 	is_string(input.args.statement)
@@ -56,7 +61,13 @@ _block_production_database_deletes := false if {
 	is_string(input.args.statement)
 	s1 := upper(input.args.statement)
 	startswith(s1, "DELETE")
-} else := "error"
+} else := {"error": 0} if {
+	# context.environment is missing, or context.environment == "production": cannot compare <type> with string
+	not type_name(object.get(input, ["context", "environment"], false)) in {"null", "string"}
+} else := {"error": 1} if {
+	# args.statement is missing, or args.statement.upper(): upper() cannot take <type>
+	not is_string(object.get(input, ["args", "statement"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule scope_database_access (examples/policies.yaml:13:5)
@@ -70,13 +81,19 @@ _block_production_database_deletes := false if {
 
 status contains ["scope_database_access", _scope_database_access] if input.tool == "execute_sql"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.policies.scope_database_access).
 _scope_database_access := false if {
 	input.args.database in ["analytics", "sandbox"]
 } else := true if {
 	x1 := input.args.database
+	is_string(x1)
 	not x1 in ["analytics", "sandbox"]
-} else := "error"
+} else := {"error": 0} if {
+	# args.database is missing, or (args.database in ['analytics', 'sandbox']): the list holds string, not <type>
+	not is_string(object.get(input, ["args", "database"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule block_schema_changes (examples/policies.yaml:21:5)
@@ -91,8 +108,11 @@ _scope_database_access := false if {
 
 status contains ["block_schema_changes", _block_schema_changes] if input.tool == "execute_sql"
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true (one body per alternative), or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.policies.block_schema_changes).
 _block_schema_changes := false if {
+	type_name(input.context.environment) in {"null", "string"}
 	input.context.environment != "production"
 } else := false if {
 	is_string(input.args.statement)
@@ -109,7 +129,13 @@ _block_schema_changes := false if {
 	is_string(input.args.statement)
 	s1 := upper(input.args.statement)
 	contains(s1, "CREATE TABLE")
-} else := "error"
+} else := {"error": 0} if {
+	# context.environment is missing, or context.environment == "production": cannot compare <type> with string
+	not type_name(object.get(input, ["context", "environment"], false)) in {"null", "string"}
+} else := {"error": 1} if {
+	# args.statement is missing, or args.statement.upper(): upper() cannot take <type>
+	not is_string(object.get(input, ["args", "statement"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule secret_rotation_high_value (examples/policies.yaml:31:5)
@@ -122,13 +148,19 @@ _block_schema_changes := false if {
 
 status contains ["secret_rotation_high_value", _secret_rotation_high_value] if input.tool == "rotate_secret"
 
-# false, true, or "error" when the condition is neither.
+# false, true, or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.policies.secret_rotation_high_value).
 _secret_rotation_high_value := false if {
 	x1 := input.args.service
+	is_string(x1)
 	not x1 in ["stripe", "auth-service", "vault-root"]
 } else := true if {
 	input.args.service in ["stripe", "auth-service", "vault-root"]
-} else := "error"
+} else := {"error": 0} if {
+	# args.service is missing, or args.service in ["stripe", "auth-service", "vault-root"]: the list holds string, not <type>
+	not is_string(object.get(input, ["args", "service"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule block_root_secret_paths (examples/policies.yaml:38:5)
@@ -141,7 +173,9 @@ _secret_rotation_high_value := false if {
 
 status contains ["block_root_secret_paths", _block_root_secret_paths] if input.tool == "rotate_secret"
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true (one body per alternative), or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.policies.block_root_secret_paths).
 _block_root_secret_paths := false if {
 	is_string(input.args.secret_path)
 	not startswith(input.args.secret_path, "/secrets/root")
@@ -152,7 +186,10 @@ _block_root_secret_paths := false if {
 } else := true if {
 	is_string(input.args.secret_path)
 	contains(input.args.secret_path, "master-key")
-} else := "error"
+} else := {"error": 0} if {
+	# args.secret_path is missing, or args.secret_path.startswith("/secrets/root"): startswith() cannot take <type>, string
+	not is_string(object.get(input, ["args", "secret_path"], false))
+} else := {"error": "the condition could not be evaluated"}
 
 # ----------------------------------------------------------------------------------------
 # Rule read_only_for_viewer (examples/policies.yaml:45:5)
@@ -166,8 +203,11 @@ _block_root_secret_paths := false if {
 
 status contains ["read_only_for_viewer", _read_only_for_viewer] if input.tool == "execute_sql"
 
-# false, true, or "error" when the condition is neither (one body per alternative).
+# false, true (one body per alternative), or the error when the condition is neither:
+# the first check that fails, in evaluation order (the details of the numbered ones are in
+# data.veto.details.policies.read_only_for_viewer).
 _read_only_for_viewer := false if {
+	type_name(input.context.user_role) in {"null", "string"}
 	input.context.user_role != "viewer"
 } else := false if {
 	is_string(input.args.statement)
@@ -176,4 +216,10 @@ _read_only_for_viewer := false if {
 	input.context.user_role == "viewer"
 	is_string(input.args.statement)
 	not startswith(upper(input.args.statement), "SELECT")
-} else := "error"
+} else := {"error": 0} if {
+	# context.user_role is missing, or context.user_role == "viewer": cannot compare <type> with string
+	not type_name(object.get(input, ["context", "user_role"], false)) in {"null", "string"}
+} else := {"error": 1} if {
+	# args.statement is missing, or args.statement.upper(): upper() cannot take <type>
+	not is_string(object.get(input, ["args", "statement"], false))
+} else := {"error": "the condition could not be evaluated"}

@@ -12,14 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from veto_opa.records import (
-    arguments_digest,
-    canonical_json,
-    parse_redact_path,
-    prepare_arguments,
-    redact,
-)
-from veto_opa.records.redaction import ANY, HMAC_PREFIX, format_path, hmac_digest
+from veto_opa.records import arguments_digest, canonical_json, prepare_arguments, redact
+from veto_opa.records.redaction import HMAC_PREFIX, hmac_digest
+from veto_opa.translators import ANY, format_path, parse_redact_path
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

@@ -1,11 +1,9 @@
 """Evaluate many conditions in the real OPA engine at once, next to the reference evaluator.
 
 A batch compiles every condition as a ``deny`` rule of one generated policy (exactly the
-module and condition data ``veto-opa build`` would write) and adds a results module that
-reads, per rule, the fast path (the rule's status, true / false / "error", with the detail
-from ``veto.lib.explain`` for "error") and, independently, the whole three-valued result computed by
-``veto.lib.explain`` from the condition's data. One evaluation of the results document then
-answers for every condition at once.
+module ``veto-opa build`` would write) and reads the policy's ``status``: for each rule true,
+false, or ``{"error": detail}`` with the detail generated for the condition, its text as the
+decision shows it (``ops.detail``). One evaluation answers for every condition at once.
 """
 
 from __future__ import annotations
@@ -49,6 +47,35 @@ def policy_of(conditions: Sequence[Checked], name: str = "fuzz") -> Policy:
     return Policy(name=name, source=f"{name}.yaml", text=b"", sha256="0" * 64, rules=rules)
 
 
+def outcome(status: Any) -> Outcome:
+    """A rule's status, its error detail formatted, as an outcome."""
+    if status is True:
+        return ("T",)
+    if status is False:
+        return ("F",)
+    assert isinstance(status, dict) and set(status) == {"error"}, status
+    assert isinstance(status["error"], str), status
+    return ("E", status["error"])
+
+
+# The policy's status with each error detail formatted as the decision formats it.
+_STATUS = """package veto.difftest
+
+import data.veto.lib.ops
+
+status[rule] := value if {
+	some [rule, raw] in data.veto.policies.fuzz.status
+	value := _formatted(rule, raw)
+}
+
+_formatted(rule, raw) := raw if {
+	not raw.error
+} else := raw if {
+	is_string(raw.error)
+} else := {"error": ops.detail(data.veto.details.fuzz[rule][raw.error])}
+"""
+
+
 @dataclass
 class Batch:
     conditions: list[Checked]
@@ -58,52 +85,16 @@ class Batch:
     @classmethod
     def build(cls, conditions: Sequence[Checked]) -> Batch:
         policy = policy_of(conditions)
-        module = compiler.policy_module(policy)
+        module, details = compiler.compile_policy(policy)
         engine = opa_bindings.OpaEngine()
         for path, source in compiler.library_modules().items():
             engine.add_policy(path, source)
         engine.add_policy(policy.module_path, module)
-        engine.add_data({"veto": {"conditions": {"fuzz": compiler.conditions_data(policy)}}})
-        engine.add_policy("difftest.rego", _results_module(conditions))
+        engine.add_data({"veto": {"details": {"fuzz": details}}})
+        engine.add_policy("difftest.rego", _STATUS)
         return cls(list(conditions), engine, module)
 
-    def evaluate(self, input: dict[str, Any]) -> list[tuple[Outcome, Outcome]]:
-        """(fast path, explain path) outcome of every condition for one input."""
-        doc = self.engine.eval_document("veto.difftest.results", input)
-        out = []
-        for i in range(len(self.conditions)):
-            fast, explained = doc[f"e{i}"]
-            out.append((tuple(fast), _explain_outcome(explained)))
-        return out
-
-    def status(self, input: dict[str, Any]) -> dict[str, Any]:
-        """The generated policy's ``status`` object: rule name -> true, false or "error"."""
-        pairs = self.engine.eval_document("veto.policies.fuzz.status", input)
-        return dict(pairs)
-
-
-def _explain_outcome(result: dict[str, Any]) -> Outcome:
-    if "e" in result:
-        return ("E", result["e"])
-    return ("T",) if result["v"] is True else ("F",)
-
-
-def _results_module(conditions: Sequence[Checked]) -> str:
-    lines = [
-        "package veto.difftest",
-        "",
-        "import data.veto.lib.explain",
-        "import data.veto.policies.fuzz as p",
-        "",
-        "results := {",
-    ]
-    lines += [f'\t"e{i}": [_fast{i}, explain.result(data.veto.conditions.fuzz.e{i})],'
-              for i in range(len(conditions))]
-    lines += ["}", ""]
-    for i in range(len(conditions)):
-        lines += [
-            f'_fast{i} := ["T"] if {{ p._e{i} == true }} else := ["F"] if {{ p._e{i} == false }} '
-            f'else := ["E", explain.detail(data.veto.conditions.fuzz.e{i})]',
-            "",
-        ]
-    return "\n".join(lines)
+    def evaluate(self, input: dict[str, Any]) -> list[Outcome]:
+        """The generated Rego's outcome of every condition for one input."""
+        status = self.engine.eval_document("veto.difftest.status", input)
+        return [outcome(status[f"e{i}"]) for i in range(len(self.conditions))]

@@ -18,7 +18,12 @@ STRINGS = [
     "SELECT 1", "production", "x\ny", 'q"uote', "back\\slash",
 ]
 PATTERNS = ["^a", "b$", "[0-9]+", "(?i)abc", "é", ".", "^$", "a|b", "\\d", "(?i)drop\\s+table"]
-NUMBERS = [0, 1, 2, 3, -1, -3, 5, 10, 0.5, 2.0, -1.5]
+NUMBERS = [0, 1, 2, 3, -1, -3, 5, 10, 0.5, 2.0, -1.5, 0.1, 0.2, 0.7, 1e20, 1e-7,
+           12345678901234567890123]
+# Number literals as written in expressions: decimals that binary floats get wrong, more
+# digits than a float holds, exponents, whole numbers written as fractions.
+NUMBER_LITERALS = ["0", "1", "2", "3", "5", "10", "0.1", "0.2", "0.3", "1.5", "3.0", "2.5e3",
+                   "1e-7", "0.30000000000000000001", "12345678901234567890123", "1e20"]
 PATHS = [
     "args.a", "args.s", "args.n", "args.m", "args.l", "args.o", "args.o.k", "args.o.s",
     'args["s"]', "args.l[0]", "args.l[1]", "args.l[args.n]", "args.o[args.s]",
@@ -141,7 +146,7 @@ class ExpressionGenerator:
     def number(self, depth: int) -> str:
         r = self.r
         if depth <= 0 or r.random() < 0.4:
-            return r.choice([self.path, lambda: str(r.choice([0, 1, 2, 3, 5, 10]))])()
+            return r.choice([self.path, lambda: r.choice(NUMBER_LITERALS)])()
         choice = r.randrange(6)
         if choice == 0:
             return f"size({self.r.choice([self.path(), self.string(0), self.list_literal()])})"
@@ -161,12 +166,12 @@ class ExpressionGenerator:
 
     def literal(self) -> str:
         r = self.r
-        return r.choice([lambda: lit_string(r), lambda: str(r.choice([0, 1, 2, -1, 0.5, 2.0])),
+        return r.choice([lambda: lit_string(r), lambda: r.choice(NUMBER_LITERALS),
                          lambda: r.choice(["true", "false", "null"]), self.list_literal])()
 
     def list_literal(self) -> str:
         r = self.r
-        items = [r.choice([lambda: lit_string(r), lambda: str(r.choice(NUMBERS)),
+        items = [r.choice([lambda: lit_string(r), lambda: r.choice(NUMBER_LITERALS),
                            lambda: r.choice(["true", "null"])])() for _ in range(r.randrange(4))]
         return "[" + ", ".join(items) + "]"
 
@@ -211,10 +216,19 @@ def random_input(r: random.Random) -> dict[str, Any]:
     maybe("role", lambda: r.choice(["viewer", "sre"]), context)
     maybe("flag", lambda: r.random() < 0.5, context)
     maybe("o", lambda: {"k": r.choice(NUMBERS)}, context)
-    return {
+    input: dict[str, Any] = {
         "tool": r.choice(["execute_sql", "rotate_secret", "x"]),
         "args": args,
         "context": context,
         "model": r.choice([None, "mistral-large-latest"]),
         "call_id": None,
     }
+    # Rarely, an input document that breaks the guard's contract: a root missing or of
+    # another type (the details must still name it as the reference evaluator does).
+    for root in ("args", "context"):
+        roll = r.random()
+        if roll < 0.02:
+            del input[root]
+        elif roll < 0.04:
+            input[root] = r.choice(["text", [1], None, 3])
+    return input

@@ -25,7 +25,7 @@ from veto_opa.translators.bundle import (
     Bundle,
     build_bundle,
     bundle_digest,
-    canonical_json,
+    go_json,
     load_into_engine,
     read_bundle,
     sign_bundle,
@@ -500,7 +500,7 @@ GO_ENCODED = [
 
 @pytest.mark.parametrize(("value", "expected"), GO_ENCODED)
 def test_canonical_json_matches_go(value: object, expected: bytes) -> None:
-    assert canonical_json(value) == expected
+    assert go_json(value) == expected
 
 
 @pytest.mark.parametrize(("value", "message"), [
@@ -512,7 +512,7 @@ def test_canonical_json_matches_go(value: object, expected: bytes) -> None:
 ])
 def test_canonical_json_rejects_what_go_cannot_encode(value: object, message: str) -> None:
     with pytest.raises(BundleError, match=message):
-        canonical_json(value)
+        go_json(value)
 
 
 json_values = st.recursive(
@@ -538,14 +538,14 @@ def same_json(expected: object, parsed: object) -> bool:
 
 @given(json_values)
 def test_canonical_json_round_trips(value: object) -> None:
-    assert same_json(value, json.loads(canonical_json(value)))
+    assert same_json(value, json.loads(go_json(value)))
 
 
 @given(st.dictionaries(st.text(), json_values, max_size=6), st.randoms(use_true_random=False))
 def test_canonical_json_ignores_insertion_order(value: dict, random) -> None:
     items = list(value.items())
     random.shuffle(items)
-    assert canonical_json(dict(items)) == canonical_json(value)
+    assert go_json(dict(items)) == go_json(value)
 
 
 @pytest.fixture(scope="module")
@@ -563,4 +563,4 @@ no_html = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="
 def test_canonical_json_matches_opas_own_go_encoder(engine, value: object) -> None:
     # OPA's json.marshal is Go's encoding/json (keys sorted, HTML escaping on: so no "<>&" here).
     [result] = engine.eval_query("x := json.marshal(input.v)", {"v": value})
-    assert canonical_json(value) == result["x"].encode()
+    assert go_json(value) == result["x"].encode()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from veto_opa.translators import checker, evaluator, explainer, expressions as ex, generator
+from veto_opa.translators import checker, details, evaluator, expressions as ex, generator
 from veto_opa.translators.parser import parse
 from veto_opa.translators.types import ANY, T_BOOLEAN, T_NUMBER, T_STRING
 
@@ -71,14 +71,32 @@ def test_every_node_kind_has_a_handler_in_every_back_end() -> None:
     back_ends = {
         "checker": (checker._Checker, "{}_type"),
         "evaluator": (evaluator._Evaluator, "{}_eval"),
+        "error details": (details.Explainer, "{}_sites"),
     }
     for name, (cls, pattern) in back_ends.items():
         missing = [n.key for n in ex.NODE_TYPES if not hasattr(cls, pattern.format(n.key))]
         assert not missing, f"{name} lacks handlers for {missing}"
-    # The explainer's data form: macros and variables need the scope, and && and || chains
-    # are flattened; the rest is a table.
-    assert set(explainer.FIELDS) | {"macro", "var", "and", "or"} == {n.key for n in ex.NODE_TYPES}
+    assert set(details._SITES) == {n.key for n in ex.NODE_TYPES}
     # The Rego generator has a value handler or the boolean fallback, and truth/falsity
     # handlers or the value-based fallback, for every kind; the table is complete.
     for table in (generator._VALUE, generator._TRUTH, generator._FALSITY):
         assert set(table) == {n.key for n in ex.NODE_TYPES}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("args.x.upper() == 3", [(0, "args.x.upper() == 3: compares string with number")]),
+    ("size(args.l) != 'a'", [(0, "size(args.l) != 'a': compares number with string")]),
+    ("args.s.lower() in [1, 2]", [(0, "args.s.lower() in [1, 2]: looks for string in a list of "
+                                       "number")]),
+    ("1 in args", [(0, "1 in args: looks for number among object keys, which are strings")]),
+    # Null compares with anything; values of unknown type may have the right one.
+    ("args.x == 3", []), ("model == 3", []), ("args.x.upper() == null", []),
+    ("args.x.upper() in ['A', 1]", []), ("args.x in [1, 2]", []), ("'k' in args", []),
+])
+def test_warns_of_comparisons_that_are_always_errors(text: str,
+                                                      expected: list[tuple[int, str]]) -> None:
+    result = checker.check(parse(text).node)
+    assert result.problems == []
+    suffix = ", which is always an error (never true or false)"
+    assert [(w.offset, w.message) for w in result.warnings] == [
+        (offset, message + suffix) for offset, message in expected]

@@ -70,7 +70,8 @@ def test_codes(case: str, expected: list[str]):
     error = diagnostics_of(CASES / f"{case}.yaml", display=f"{case}.yaml")
     assert [d.code for d in error.diagnostics] == expected
     first = error.diagnostics[0].to_dict()
-    assert set(first) == {"file", "line", "col", "code", "message"}
+    assert set(first) == {"file", "line", "col", "code", "message", "severity"}
+    assert first["severity"] == "error"
 
 
 def test_file_names_are_shown_as_given(tmp_path: Path):

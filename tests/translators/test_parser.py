@@ -104,8 +104,11 @@ def test_syntax_errors(text: str, offset: int, message: str) -> None:
 @pytest.mark.parametrize("text, offset, message", [
     ("user.name == 'x'", 0, "unknown name 'user': expressions start from args, context, tool, "
                             "model or facts"),
-    ("args.s.uper()", 7, "unknown method 'uper' (known: all, contains, endsWith, endswith, exists, "
-                         "lower, matches, size, startsWith, startswith, trim, upper)"),
+    ("args.s.uper()", 7, "unknown method 'uper'; did you mean 'upper'?"),
+    ("args.s.startwith('a')", 7, "unknown method 'startwith'; did you mean 'startswith'?"),
+    ("args.s.foo()", 7, "unknown method 'foo' (known: all, contains, endsWith, endswith, exists, "
+                        "lower, matches, size, startsWith, startswith, trim, upper)"),
+    ("sizee(args.s) == 1", 0, "unknown function 'sizee'; did you mean 'size'?"),
     ("args.s.Upper()", 7, "unknown method 'Upper'; did you mean 'upper'?"),
     ("args.s.len()", 7, "unknown method 'len'; len() is a function: write len(x)"),
     ("upper(args.s)", 0, "unknown function 'upper'; upper() is a method: write x.upper(...)"),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -39,13 +41,22 @@ def test_string_escapes(text: str, value: str) -> None:
 
 
 @pytest.mark.parametrize("text, value, kind", [
-    ("0", 0, Kind.INT), ("42", 42, Kind.INT), ("1.5", 1.5, Kind.FLOAT), ("1e3", 1000.0, Kind.FLOAT),
-    ("2E-2", 0.02, Kind.FLOAT), ("123456789012345678901234567890", 123456789012345678901234567890,
-                                 Kind.INT),
+    ("0", 0, Kind.INT), ("42", 42, Kind.INT), ("1.5", Decimal("1.5"), Kind.FLOAT),
+    ("1e3", 1000, Kind.FLOAT), ("2E-2", Decimal("0.02"), Kind.FLOAT),
+    ("0.1", Decimal("0.1"), Kind.FLOAT),      # a tenth, not the float nearest to it
+    ("0.30000000000000000001", Decimal("0.30000000000000000001"), Kind.FLOAT),
+    ("123456789012345678901234567890", 123456789012345678901234567890, Kind.INT),
 ])
 def test_numbers(text: str, value: object, kind: Kind) -> None:
     token = tokenize(text)[0]
     assert (token.kind, token.value) == (kind, value)
+    assert type(token.value) is type(value)
+
+
+@pytest.mark.parametrize("text", ["1e309", "9" * 401])
+def test_numbers_beyond_a_float_are_refused(text: str) -> None:
+    with pytest.raises(TokenizeError, match="is too large"):
+        tokenize(text)
 
 
 @pytest.mark.parametrize("text, offset, message", [

@@ -131,14 +131,15 @@ def recorded(computed: Computed, redact: Sequence[str | tuple[Any, ...]],
     Args:
         computed: the call's facts.
         redact: redaction paths, as written (``args.token``) or parsed
-            (``veto_opa.records.parse_redact_path``).
+            (``veto_opa.translators.parse_redact_path``).
         key: the records' HMAC key.
     """
     if not computed.document:
         return None
     if not redact:
         return computed.document
-    from veto_opa.records.redaction import hmac_digest, parse_redact_path
+    from veto_opa.records.redaction import hmac_digest
+    from veto_opa.translators import parse_redact_path
 
     parsed = [parse_redact_path(p) if isinstance(p, str) else p for p in redact]
     everything = any(not path or not isinstance(path[0], str) for path in parsed)

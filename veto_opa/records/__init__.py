@@ -32,7 +32,6 @@ from veto_opa.records.model import (
 from veto_opa.records.redaction import (
     PreparedArguments,
     Redactor,
-    parse_redact_path,
     prepare_arguments,
     redact,
 )
@@ -61,7 +60,6 @@ __all__ = [
     "load_or_create_key",
     "new_decision_id",
     "now_timestamp",
-    "parse_redact_path",
     "prepare_arguments",
     "redact",
     "sha256_digest",
