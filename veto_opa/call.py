@@ -107,13 +107,18 @@ def _arguments(arguments: object, max_bytes: int) -> tuple[JSONObject, str]:
 
 
 def _canonical(value: JSONObject, what: str) -> str:
-    if depth(value) > MAX_DEPTH:
-        raise InvalidToolCall(f"{what} nest deeper than {MAX_DEPTH} levels")
     try:
-        return canonical_json(value)
+        text = canonical_json(value)
     except (TypeError, ValueError) as e:
+        if "nested too deeply" in str(e) or depth(value) > MAX_DEPTH:
+            raise InvalidToolCall(f"{what} nest deeper than {MAX_DEPTH} levels") from None
         verb = "are" if what == "arguments" else "is"
         raise InvalidToolCall(f"{what} {verb} not JSON: {e}") from None
+    # Each level of nesting takes at least two characters of the text: a short text cannot
+    # nest too deeply, and only a long one is walked.
+    if len(text) > 2 * MAX_DEPTH and depth(value) > MAX_DEPTH:
+        raise InvalidToolCall(f"{what} nest deeper than {MAX_DEPTH} levels")
+    return text
 
 
 _TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",

@@ -166,3 +166,17 @@ def test_arguments_that_are_not_json_are_converted_by_a_mapper(tmp_path: Path) -
             schedule(datetime(2026, 12, 6, 12, 0))
         assert schedule_converted(datetime(2026, 12, 6, 12, 0)) == "ok"
         assert veto.records.query(limit=1)[0].arguments == {"at": "2026-12-06T12:00:00"}
+
+
+@pytest.mark.parametrize("levels, denied", [(199, False), (200, False), (201, True), (900, True)])
+def test_nesting_is_bounded_at_200_levels_whatever_the_text_length(
+        tmp_path: Path, levels: int, denied: bool) -> None:
+    # Lists nest in two characters a level: the shortest text of a given depth.
+    value: object = 1
+    for _ in range(levels - 1):
+        value = [value]
+    with Veto([SEED], home=tmp_path, spans=False) as veto:
+        d = veto.guard("execute_sql", {"statement": value}, PROD)
+    assert (d.cause == "invalid_tool_call") is denied, d.reason
+    if denied:
+        assert "nest deeper than 200 levels" in d.reason
