@@ -27,7 +27,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-import requests
+import httpx
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -98,7 +98,7 @@ class Notifier:
         backoff: seconds before the second try; doubled for each next one.
         timeout: seconds per request.
         max_queue: events waiting at most; more are dropped (and logged), never blocking.
-        post: the HTTP call (tests may record); default ``requests.post``.
+        post: the HTTP call (tests may record); default ``httpx.post``.
     """
 
     def __init__(self, url: str, *, secret: str | None = None, format: Format = "json",
@@ -112,7 +112,7 @@ class Notifier:
         self._attempts = max(1, attempts)
         self._backoff = backoff
         self._timeout = timeout
-        self._post = post or requests.post
+        self._post = post or httpx.post
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._stopping = threading.Event()
         self.delivered = 0
@@ -154,7 +154,7 @@ class Notifier:
             if self._secret:
                 headers["X-Veto-Signature"] = sign(self._secret, timestamp, body)
             try:
-                answer = self._post(self.url, data=body, headers=headers, timeout=self._timeout)
+                answer = self._post(self.url, content=body, headers=headers, timeout=self._timeout)
                 status = int(answer.status_code)
                 if status < 300:
                     self.delivered += 1
@@ -165,7 +165,7 @@ class Notifier:
                     self.dropped += 1
                     return
                 problem = f"HTTP {status}"
-            except requests.RequestException as exc:
+            except httpx.HTTPError as exc:
                 problem = str(exc)
             if attempt < self._attempts and self._stopping.wait(delay):
                 break   # closing: no more waiting between tries
