@@ -380,21 +380,27 @@ def _start(model: str, messages: Sequence[Any], toolset: Toolset, context: Mappi
 
 # -- spans ---------------------------------------------------------------------------------
 
+def _genai_attributes(operation: str, model: str, agent_id: str | None,
+                      name: str | None = None) -> dict[str, Any]:
+    """The GenAI attributes the agent's spans share."""
+    attributes: dict[str, Any] = {gen_ai.GEN_AI_OPERATION_NAME: operation,
+                                  gen_ai.GEN_AI_PROVIDER_NAME: _PROVIDER,
+                                  gen_ai.GEN_AI_REQUEST_MODEL: model}
+    if name:
+        attributes[gen_ai.GEN_AI_AGENT_NAME] = name
+    if agent_id:
+        attributes[gen_ai.GEN_AI_AGENT_ID] = agent_id
+    return attributes
+
+
 @contextlib.contextmanager
 def _agent_span(tracer: Tracer | None, name: str | None, model: str,
                 agent_id: str | None) -> Iterator[Span | None]:
     if tracer is None:
         yield None
         return
-    attributes: dict[str, Any] = {
-        gen_ai.GEN_AI_OPERATION_NAME: gen_ai.GenAiOperationNameValues.INVOKE_AGENT.value,
-        gen_ai.GEN_AI_PROVIDER_NAME: _PROVIDER,
-        gen_ai.GEN_AI_REQUEST_MODEL: model,
-    }
-    if name:
-        attributes[gen_ai.GEN_AI_AGENT_NAME] = name
-    if agent_id:
-        attributes[gen_ai.GEN_AI_AGENT_ID] = agent_id
+    attributes = _genai_attributes(gen_ai.GenAiOperationNameValues.INVOKE_AGENT.value, model,
+                                   agent_id, name)
     span_name = f"invoke_agent {name}" if name else "invoke_agent"
     with tracer.start_as_current_span(span_name, kind=SpanKind.INTERNAL,
                                       attributes=attributes) as span:
@@ -407,13 +413,7 @@ def _chat_span(tracer: Tracer | None, model: str,
     if tracer is None:
         yield None
         return
-    attributes: dict[str, Any] = {
-        gen_ai.GEN_AI_OPERATION_NAME: gen_ai.GenAiOperationNameValues.CHAT.value,
-        gen_ai.GEN_AI_PROVIDER_NAME: _PROVIDER,
-        gen_ai.GEN_AI_REQUEST_MODEL: model,
-    }
-    if agent_id:
-        attributes[gen_ai.GEN_AI_AGENT_ID] = agent_id
+    attributes = _genai_attributes(gen_ai.GenAiOperationNameValues.CHAT.value, model, agent_id)
     with tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT,
                                       attributes=attributes, record_exception=False,
                                       set_status_on_exception=False) as span:
