@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Sequence
 
 from veto_opa.translators.bundle import Bundle, load_into_engine, read_bundle
-from veto_opa.translators.compiler import Compiled, compile_policies, library_modules
+from veto_opa.translators.compiler import (
+    REDACTION_DATA, Compiled, compile_policies, library_modules,
+)
 from veto_opa.translators.loader import load_policies, load_policy
 from veto_opa.translators.redaction_paths import (
     ANY, Segment, Wildcard, format_path, parse_redact_path,
 )
 
-__all__ = ["ANY", "Bundle", "Compiled", "Segment", "Wildcard", "build", "compile_policies",
+__all__ = ["ANY", "REDACTION_DATA", "Bundle", "Compiled", "Segment", "Wildcard", "build", "compile_policies",
            "format_path", "library_modules", "load_into_engine", "load_policies", "load_policy",
            "parse_redact_path", "read_bundle"]
 

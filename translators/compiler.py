@@ -7,7 +7,8 @@ revision, and adds the hand-written library of ``rego/veto``. The templates in
 detail of a condition in error from :mod:`details`. What the decision only reads is data,
 which OPA does not compile: each rule's order, action, reason and approvers
 (``veto/rules/<name>``), the texts of each rule's error details (``veto/details/<name>``).
-The ``facts:`` declarations of all policies, merged, are data too (``veto/facts``): the
+The policies' ``redact:`` paths are data too (``veto/redaction``), and the ``facts:``
+declarations of all policies, merged, are data too (``veto/facts``): the
 runtime reads them from the bundle, or from an OPA server, to compute ``input.facts``; the
 examples' inputs get their facts computed here.
 """
@@ -36,6 +37,10 @@ from veto_opa.translators.generator import ConditionCompiler, Scope, _block
 from veto_opa.translators.policy import Example, Policy, Rule
 
 COMPILER = f"veto-opa {__version__}"
+
+REDACTION_DATA = "veto/redaction"
+"""Where a bundle carries its policies' ``redact:`` paths (``{"paths": [...]}``): a runtime
+that loads the bundle, or asks an OPA server holding it, redacts what the policies said."""
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("veto_opa.translators", "templates"),
@@ -130,6 +135,9 @@ def compile_policies(policies: Sequence[Policy]) -> Compiled:
     facts = merge([p.facts for p in policies])
     if facts:
         data["veto/facts"] = spec_document(facts)
+    redacted = sorted({path for p in policies for path in p.redact})
+    if redacted:
+        data[REDACTION_DATA] = {"paths": redacted}
     modules["veto/bundle.rego"] = _env.get_template("bundle.rego.j2").render(
         version=__version__,
         revision=rego.string(revision),

@@ -47,6 +47,7 @@ from veto_opa.records.model import (
     GuardRecord, RecordedCall, digest_text, new_decision_id, now_timestamp,
 )
 from veto_opa.records.redaction import Redactor
+from veto_opa.translators import REDACTION_DATA
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
@@ -177,6 +178,7 @@ class Veto:
                               verify=verify, cert=str(s.opa_client_cert)
                               if s.opa_client_cert else None)
             self._fact_spec = _remote_facts(rest)
+            self._policy_redact = _remote_redaction(rest)
             return rest
         from veto_opa.engines.embedded import EmbeddedEngine, reserve_go_heap
 
@@ -200,10 +202,9 @@ class Veto:
         else:
             self._sources = [Path(p) for p in self.settings.policies]
             self._mtimes = self._stat_sources()
-            compiled = build(self._sources)
-            self._policy_redact = tuple(path for p in compiled.policies for path in p.redact)
-            bundle = compiled.bundle()
+            bundle = build(self._sources).bundle()
         self._fact_spec = _fact_spec(bundle)
+        self._policy_redact = _redaction(bundle)
         return bundle
 
     def _activate(self, bundle: Bundle) -> None:
@@ -213,10 +214,14 @@ class Veto:
             BundleError: the engine refused it; the previous one stays in use.
         """
         spec = _fact_spec(bundle)
+        redact = _redaction(bundle)
         with self._lock:
+            self._policy_redact = redact
+            redactor = self._make_redactor()
             self.engine.reload(bundle)
             self._fact_spec = spec
             self._facts = Facts(spec, key=self._key)
+            self._redactor = redactor
 
     def _make_redactor(self) -> Redactor:
         paths = [*self._policy_redact, *self.settings.redact]
@@ -625,6 +630,37 @@ def _fact_spec(bundle: Bundle) -> Spec:
         return spec_from_data(bundle.data_documents())
     except ValueError as e:
         raise VetoError(f"the bundle's facts declarations are not usable: {e}") from None
+
+
+def _redaction(bundle: Bundle) -> tuple[str, ...]:
+    """The ``redact:`` paths of a bundle's policies (``data.veto.redaction``).
+
+    Raises:
+        VetoError: they are not a list of paths.
+    """
+    document = dict(bundle.data_documents()).get(REDACTION_DATA.replace("/", "."))
+    return _redaction_paths(document)
+
+
+def _redaction_paths(document: object) -> tuple[str, ...]:
+    if document is None:
+        return ()
+    paths = document.get("paths") if isinstance(document, dict) else None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise VetoError(f"the bundle's redaction paths are not usable: {document!r:.200}")
+    return tuple(paths)
+
+
+def _remote_redaction(engine: RestEngine) -> tuple[str, ...]:
+    """The ``redact:`` paths of the bundle an OPA server holds; when they cannot be read,
+    every argument is redacted (``args.*``): a record must not keep in clear what the
+    policies may have said to hide."""
+    try:
+        return _redaction_paths(engine.document(REDACTION_DATA))
+    except (EngineError, VetoError) as e:
+        log.error("veto-opa could not read the redaction paths from OPA; every argument is "
+                  "redacted in records until a new Veto reads them: %s", e)
+        return ("args.*",)
 
 
 def _remote_facts(engine: RestEngine) -> Spec:

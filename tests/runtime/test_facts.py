@@ -67,7 +67,9 @@ def test_the_server_gets_the_facts_in_its_input(tmp_path: Path, hardened_bundle)
         sent = json.loads(posted.body)["input"]
         assert sent["facts"]["statement"]["kinds"] == ["drop"]
         assert sent["facts"] == veto.records.get(d.decision_id).facts
-        assert [r.path for r in server.requests if r.method == "GET"] == ["/v1/data/veto/facts"]
+        # The declarations (and the redaction paths) are read once, at start.
+        assert sorted(r.path for r in server.requests if r.method == "GET") == [
+            "/v1/data/veto/facts", "/v1/data/veto/redaction"]
 
 
 def test_a_server_without_declarations_fails_closed(tmp_path: Path, hardened_bundle,

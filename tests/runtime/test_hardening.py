@@ -180,3 +180,45 @@ def test_nesting_is_bounded_at_200_levels_whatever_the_text_length(
     assert (d.cause == "invalid_tool_call") is denied, d.reason
     if denied:
         assert "nest deeper than 200 levels" in d.reason
+
+
+def test_a_built_bundle_keeps_the_policys_redaction(tmp_path: Path) -> None:
+    # Deployed as a bundle (built once, loaded by Veto(bundle=...)), the policy's redact: must
+    # still keep the PIN out of the record, and the digests keyed.
+    from veto_opa.translators import build
+    from veto_opa.translators.bundle import write_tar_gz
+
+    archive = tmp_path / "veto.tar.gz"
+    write_tar_gz(build([_pin_policy(tmp_path)]).bundle(), archive)
+    with Veto(bundle=archive, home=tmp_path / "home", spans=False) as veto:
+        d = veto.guard("refund", {"account": "acct-7", "amount": 20, "pin": "4821"}, PROD)
+        record = veto.records.get(d.decision_id)
+    assert record.erased == ["args.pin"] and "4821" not in json.dumps(record.document())
+    assert record.arguments_sha256 is None and record.arguments_hmac is not None
+
+
+def test_an_opa_servers_bundle_keeps_the_policys_redaction(tmp_path: Path) -> None:
+    from tests.opa_standin import OpaStandin
+    from veto_opa.translators import build
+
+    with OpaStandin(build([_pin_policy(tmp_path)]).bundle()) as url, \
+            Veto(opa_url=url, home=tmp_path / "home", spans=False) as veto:
+        d = veto.guard("refund", {"account": "acct-7", "amount": 20, "pin": "4821"}, PROD)
+        record = veto.records.get(d.decision_id)
+    assert record.erased == ["args.pin"] and "4821" not in json.dumps(record.document())
+
+
+def test_redaction_an_opa_server_cannot_tell_redacts_every_argument(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:          # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    # OPA unreachable while Veto starts: the policies' paths are unknown, so nothing is kept
+    # in clear.
+    with Veto(opa_url=url, home=tmp_path / "home", spans=False) as veto:
+        d = veto.guard("refund", {"account": "acct-7", "amount": 20, "pin": "4821"}, PROD)
+        record = veto.records.get(d.decision_id)
+    assert d.cause == "engine_unavailable"
+    assert sorted(record.erased) == ["args.account", "args.amount", "args.pin"]
+    assert "4821" not in json.dumps(record.document())
