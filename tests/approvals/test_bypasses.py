@@ -267,6 +267,94 @@ def test_a_used_grant_set_back_to_approved_is_not_replayed(
     assert verify(home, capsys)[0] == 1
 
 
+@pytest.mark.parametrize(("granted_call", "wanted_call"), [
+    (("deploy", {"service": "docs", "version": "1"}, STAGING), ("deploy", RELEASE, PROD)),
+    (("restart", {"svc": "x"}, {**PROD, "tier": "gold"}), ("wire", {"amount": 10**7}, PROD)),
+])
+def test_a_grant_moved_to_another_binding_in_the_database_lets_nothing_through(
+        veto: Veto, home: Path, approver: MakeApprover, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture, granted_call: tuple[Any, ...],
+        wanted_call: tuple[Any, ...]) -> None:
+    # A benign call approved by whoever may approve it; its row's binding column set to
+    # the binding of a call that needs other approvers (or another tool altogether).
+    benign = veto.guard(*granted_call)
+    approver("dave").approve(benign.approval_id)
+    wanted = veto.guard(*wanted_call)
+    assert wanted.decision == "require_approval"
+    with approval_db(home) as db:
+        binding = db.execute("SELECT binding FROM approvals WHERE approval_id = ?",
+                             (wanted.approval_id,)).fetchone()[0]
+        db.execute("UPDATE approvals SET binding = ? WHERE approval_id = ?",
+                   (binding, benign.approval_id))
+    d = veto.guard(*wanted_call)
+    assert d.decision == "require_approval"
+    assert f"refused approval {benign.approval_id}: its chain entry 1 is for another " \
+           "binding" in caplog.text
+    code, out = verify(home, capsys)
+    assert code == 1
+    assert f"approval {benign.approval_id}: its chain entry" in out
+    assert "is for another binding" in out
+
+
+def test_approvers_are_shown_the_call_the_chain_holds_not_an_edited_row(
+        veto: Veto, home: Path, approver: MakeApprover) -> None:
+    pending = veto.guard("deploy", RELEASE, PROD)
+    with approval_db(home) as db:
+        document = json.loads(db.execute("SELECT document FROM approvals").fetchone()[0])
+        real = document["request"]
+        document["request"] = {**real, "context": {**real["context"], "environment": "staging"},
+                               "requirements": [{**r, "groups": ["dev-leads"]}
+                                                for r in real["requirements"]]}
+        document["reason"] = "routine staging redeploy"
+        db.execute("UPDATE approvals SET document = ?", (json.dumps(document),))
+    alice = approver("alice")
+    for shown in (alice.get(pending.approval_id), alice.pending()[0],
+                  veto.approvals.get(pending.approval_id)):
+        assert shown.request.document() == real
+        assert shown.reason == pending.reason
+    with pytest.raises(ApprovalError, match="dave is not in any approver group"):
+        approver("dave").approve(pending.approval_id)
+    assert alice.approve(pending.approval_id).status == "approved"
+    assert veto.guard("deploy", RELEASE, PROD).allowed
+
+
+def test_a_row_whose_call_the_chain_does_not_hold_cannot_be_shown_or_voted_on(
+        veto: Veto, home: Path, approver: MakeApprover,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A row pointed at another chain request: neither the approver's list nor a vote
+    # takes it as it stands.
+    first = veto.guard("deploy", RELEASE, PROD)
+    second = veto.guard("deploy", {**RELEASE, "version": "9"}, PROD)
+    with approval_db(home) as db:
+        binding = db.execute("SELECT binding FROM approvals WHERE approval_id = ?",
+                             (first.approval_id,)).fetchone()[0]
+        db.execute("UPDATE approvals SET binding = ? WHERE approval_id = ?",
+                   (binding, second.approval_id))
+    alice = approver("alice")
+    with pytest.raises(ApprovalError, match="not supported by the record chain"):
+        alice.get(second.approval_id)
+    with pytest.raises(ApprovalError, match="not supported by the record chain"):
+        alice.approve(second.approval_id)
+    assert [a.approval_id for a in alice.pending()] == [first.approval_id]
+    assert f"approval {second.approval_id} is not supported" in caplog.text
+
+
+def test_a_used_entry_hidden_by_editing_its_columns_is_caught_by_verify(
+        veto: Veto, home: Path, approver: MakeApprover,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The guard selects a grant's chain entries by their indexed columns; an edited column
+    # hides an entry from it (a known limit: whoever can write records.sqlite3 can also
+    # rewrite its tail), and ``decisions verify`` reports the edit.
+    pending = veto.guard("deploy", RELEASE, PROD)
+    approver("alice").approve(pending.approval_id)
+    assert veto.guard("deploy", RELEASE, PROD).allowed
+    with sqlite3.connect(home / "records.sqlite3", isolation_level=None) as db:
+        db.execute("UPDATE records SET decision_id = 'hidden' WHERE kind = 'approval' "
+                   "AND json_extract(json, '$.event') = 'used'")
+    code, out = verify(home, capsys)
+    assert code == 1 and "column decision_id='hidden' does not match" in out
+
+
 def test_a_vote_chained_by_hand_without_the_approvers_key_is_refused(
         veto: Veto, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pending = veto.guard("deploy", RELEASE, PROD)

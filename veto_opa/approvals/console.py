@@ -238,7 +238,10 @@ def create_app(settings: VetoSettings, *, secure_cookies: bool = False) -> Starl
     async def detail(request: Request) -> Response:
         signer = console.signer(request)
         assert signer is not None
-        approval = console.store.get(request.path_params["approval_id"])
+        try:
+            approval = console.store.get(request.path_params["approval_id"])
+        except VetoError as exc:
+            return refused(request, str(exc), 409)
         if approval is None:
             return refused(request, "no such approval", 404)
         record = console.records.get(approval.requested_by_decision)

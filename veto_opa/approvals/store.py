@@ -94,7 +94,7 @@ DROP INDEX IF EXISTS approvals_pending;
 DROP INDEX IF EXISTS approvals_by_status;
 """ + _SCHEMA
 
-_SELECT = "SELECT status, expires_at, document FROM approvals"
+_SELECT = "SELECT status, expires_at, binding, document FROM approvals"
 _ENDED = ("used", "rejected", "expired")
 GRANT_EXPIRED = "the grant expired"
 
@@ -228,10 +228,12 @@ class SQLiteApprovalStore:
     @staticmethod
     def _rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Approval]:
         # The columns are what the queries select on: they win over the document, so that
-        # a row edited in one place or the other is judged by what was acted on.
+        # a row edited in one place or the other is judged by what was acted on (a grant
+        # found under an edited binding column is checked against that binding).
         rows = conn.execute(f"{_SELECT} WHERE {where}", params).fetchall()
         return [replace(Approval.from_document(json.loads(text)), status=status,
-                        expires_at=expires_at) for status, expires_at, text in rows]
+                        expires_at=expires_at, binding=binding)
+                for status, expires_at, binding, text in rows]
 
     @staticmethod
     def _write(conn: sqlite3.Connection, approval: Approval, *, insert: bool = False) -> None:
@@ -345,9 +347,7 @@ class SQLiteApprovalStore:
         Raises:
             RecordError: the record store cannot be read.
         """
-        entries = [(doc, previous) for doc, previous in
-                   self.records.approval_entries(approval.requested_by_decision)
-                   if doc.get("approval_id") == approval.approval_id]
+        entries = self._entries(approval)
         problem = _check_entries(approval, entries)
         if problem is not None:
             return problem
@@ -374,6 +374,29 @@ class SQLiteApprovalStore:
         if (moment or self._clock()) >= granted + timedelta(seconds=self.grant_ttl):
             return GRANT_EXPIRED
         return None
+
+    def _entries(self, approval: Approval) -> list[tuple[dict[str, Any], str | None]]:
+        return [(doc, previous) for doc, previous in
+                self.records.approval_entries(approval.requested_by_decision)
+                if doc.get("approval_id") == approval.approval_id]
+
+    def _as_chained(self, approval: Approval) -> Approval:
+        """The approval with the request, rule and reason of its ``requested`` chain entry:
+        what approvers are shown and vote on. The row's own copy can be edited by whoever
+        can write the database file; the chain entry is hashed, linked, and its request
+        digest is the binding the grant is checked against.
+
+        Raises:
+            ApprovalError: the chain does not support the row.
+        """
+        entries = self._entries(approval)
+        problem = _check_entries(approval, entries)
+        if problem is not None:
+            raise ApprovalError(f"approval {approval.approval_id} is not supported by the "
+                                f"record chain: {problem} (see veto-opa decisions verify)")
+        detail = entries[0][0]["detail"]
+        return replace(approval, request=Request.from_document(detail["request"]),
+                       rule=detail.get("rule"), reason=str(detail.get("reason") or ""))
 
     # -- the approver's side ---------------------------------------------------------------
 
@@ -407,7 +430,7 @@ class SQLiteApprovalStore:
             found = self._rows(conn, "approval_id = ?", (approval_id,))
             if not found:
                 raise ApprovalError(f"no approval {approval_id!r}")
-            approval = found[0]
+            approval = self._as_chained(found[0])
             if approval.status == "pending" and approval.expires_at <= now:
                 expired = self._expire(conn, approval, "not_decided", now)
             else:
@@ -474,19 +497,23 @@ class SQLiteApprovalStore:
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, approval_id: str) -> Approval | None:
-        """The approval with this id, or None; one past its time is first marked expired.
+        """The approval with this id as its record chain has it, or None; one past its time
+        is first marked expired.
 
         Raises:
-            ApprovalError: the database or chain cannot be read or written.
+            ApprovalError: the database or chain cannot be read or written; the chain does
+                not support the row (it was edited or inserted by hand).
         """
         _, now = self._now()
         with self._transaction() as conn:
             self._expire_due(conn, now, "approval_id = ?", (approval_id,))
             found = self._rows(conn, "approval_id = ?", (approval_id,))
-        return found[0] if found else None
+            return self._as_chained(found[0]) if found else None
 
     def list(self, *, status: str | None = None, limit: int = 100) -> list[Approval]:
-        """Approvals, newest first; those past their time are first marked expired.
+        """Approvals as their record chain has them, newest first; those past their time
+        are first marked expired. A row the chain does not support is left out and logged
+        (``decisions verify`` reports it).
 
         Raises:
             ValueError: ``status`` is not one of :data:`~veto_opa.approvals.model.STATUSES`.
@@ -496,10 +523,16 @@ class SQLiteApprovalStore:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, found {status!r}")
         where, params = ("status = ?", (status,)) if status is not None else ("1", ())
         _, now = self._now()
+        shown: list[Approval] = []
         with self._transaction() as conn:
             self._expire_due(conn, now)
-            return self._rows(conn, f"{where} ORDER BY seq DESC LIMIT ?",
-                              (*params, max(0, int(limit))))
+            for approval in self._rows(conn, f"{where} ORDER BY seq DESC LIMIT ?",
+                                       (*params, max(0, int(limit)))):
+                try:
+                    shown.append(self._as_chained(approval))
+                except ApprovalError as exc:
+                    log.error("veto-opa left out %s", exc)
+        return shown
 
     def audit(self, registry: Registry | None) -> AuditResult:
         """Check every approval against the record chain.
