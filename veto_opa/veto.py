@@ -50,7 +50,7 @@ from veto_opa.records.redaction import Redactor
 from veto_opa.translators import REDACTION_DATA
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span, TracerProvider
+    from opentelemetry.trace import TracerProvider
 
     from veto_opa.decision_logs import DecisionLogs
 
@@ -154,7 +154,7 @@ class Veto:
                 self._approval_service = open_service(s, self.records, key)
                 self.approvals = self._approval_service.view
         self._key = key
-        self._redactor = self._make_redactor()
+        self._redactor = self._make_redactor(self._policy_redact)
         self._facts = Facts(self._fact_spec, key=key)
         self.decision_logs: DecisionLogs | None = decision_logs.from_settings(s)
         self._stop = threading.Event()
@@ -187,25 +187,25 @@ class Veto:
             from veto_opa.bundles import service_from_settings
             from veto_opa.translators.bundle import build_bundle
 
-            # Nothing is decided until a bundle is active (undefined: a fail-closed deny).
+            # Nothing is decided until a bundle is active (undefined: a fail-closed deny),
+            # and until one says what to redact, every argument is.
             embedded = EmbeddedEngine(build_bundle({}, revision=""), pool_size=s.pool_size)
+            self._policy_redact = ("args.*",)
             self.bundle_service = service_from_settings(s, self._activate)
             return embedded
-        return EmbeddedEngine(self._load_bundle(), pool_size=s.pool_size)
+        bundle = self._load_bundle()
+        self._fact_spec, self._policy_redact = _fact_spec(bundle), _redaction(bundle)
+        return EmbeddedEngine(bundle, pool_size=s.pool_size)
 
     def _load_bundle(self) -> Bundle:
         from veto_opa.bundles import key_from_settings, load_bundle
         from veto_opa.translators import build
 
         if self.settings.bundle is not None:
-            bundle = load_bundle(self.settings.bundle, key_from_settings(self.settings))
-        else:
-            self._sources = [Path(p) for p in self.settings.policies]
-            self._mtimes = self._stat_sources()
-            bundle = build(self._sources).bundle()
-        self._fact_spec = _fact_spec(bundle)
-        self._policy_redact = _redaction(bundle)
-        return bundle
+            return load_bundle(self.settings.bundle, key_from_settings(self.settings))
+        self._sources = [Path(p) for p in self.settings.policies]
+        self._mtimes = self._stat_sources()
+        return build(self._sources).bundle()
 
     def _activate(self, bundle: Bundle) -> None:
         """Decide with a bundle the bundle service downloaded (and verified) from now on.
@@ -213,18 +213,32 @@ class Veto:
         Raises:
             BundleError: the engine refused it; the previous one stays in use.
         """
-        spec = _fact_spec(bundle)
-        redact = _redaction(bundle)
         with self._lock:
-            self._policy_redact = redact
-            redactor = self._make_redactor()
-            self.engine.reload(bundle)
-            self._fact_spec = spec
-            self._facts = Facts(spec, key=self._key)
-            self._redactor = redactor
+            self._install(bundle)
 
-    def _make_redactor(self) -> Redactor:
-        paths = [*self._policy_redact, *self.settings.redact]
+    def _install(self, bundle: Bundle) -> None:
+        """Reload the engine with ``bundle``, and its facts and redaction with it. While
+        calls decided on either bundle may still be recorded, both bundles' ``redact:``
+        paths are redacted. The caller holds the lock.
+
+        Raises:
+            VetoError: a bad redaction path; BundleError: the engine refused the bundle
+                (everything of the previous one stays).
+        """
+        spec, redact = _fact_spec(bundle), _redaction(bundle)
+        previous, before = self._policy_redact, self._redactor
+        redactor = self._make_redactor(redact)
+        self._redactor = self._make_redactor((*previous, *redact))
+        try:
+            self.engine.reload(bundle)
+        except BaseException:
+            self._redactor = before
+            raise
+        self._policy_redact, self._redactor = redact, redactor
+        self._fact_spec, self._facts = spec, Facts(spec, key=self._key)
+
+    def _make_redactor(self, policy_paths: Sequence[str]) -> Redactor:
+        paths = list(dict.fromkeys([*policy_paths, *self.settings.redact]))
         try:
             return Redactor(paths, self._key)
         except ValueError as e:
@@ -256,11 +270,7 @@ class Veto:
             raise VetoError(f"reload() needs policy files or a bundle; this Veto uses "
                             f"{self.engine.name}")
         with self._lock:
-            bundle = self._load_bundle()
-            redactor = self._make_redactor()
-            self.engine.reload(bundle)
-            self._redactor = redactor
-            self._facts = Facts(self._fact_spec, key=self._key)
+            self._install(self._load_bundle())
 
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.reload_interval):
@@ -349,29 +359,35 @@ class Veto:
         if verdict.decision == "require_approval" and call is not None:
             verdict, approval_id, cause = self._approval(call, verdict, decision_id, cause)
         trace_id, span_id = spans.ids(span)
+        # Read once, after deciding: while a new bundle is installed, the redactor in place
+        # covers the paths of both (see _install).
+        redactor = self._redactor
+        kept_facts = recorded_facts(computed, redactor.parsed, self._key)
         if self.records is not None:
             try:
                 self.records.append_decision(GuardRecord(
                     decision_id=decision_id, timestamp=now_timestamp(),
-                    call=self._recorded(call, tool, arguments, context, model, call_id),
+                    call=self._recorded(redactor, call, tool, arguments, context, model,
+                                        call_id),
                     verdict=verdict, engine=self.engine.name,
                     latency_us=(time.perf_counter_ns() - started) // 1000,
                     approval_id=approval_id, cause=cause, trace_id=trace_id, span_id=span_id,
-                    opa_decision_id=opa_decision_id,
-                    facts=recorded_facts(computed, self._redactor.parsed, self._key)))
+                    opa_decision_id=opa_decision_id, facts=kept_facts))
             except Exception as e:  # noqa: BLE001 - an unrecorded call must not run
                 log.error("veto-opa could not record decision %s: %s", decision_id, e)
                 failure, cause = e, "record_error"
                 verdict = Verdict.fail_closed(
                     cause, f"the decision record could not be written: {e}")
         if self.decision_logs is not None:
-            self._log_decision(decision_id, call, verdict, trace_id, span_id, started)
+            self._log_decision(redactor, decision_id, call, verdict, trace_id, span_id,
+                               started)
         if span is not None:
-            if computed.document:
-                span.set_attributes(span_attributes(computed, recorded_facts(
-                    computed, self._redactor.parsed, self._key)
-                    if self.settings.capture_arguments else None))
-            self._finish_span(span, verdict, call, approval_id, cause, failure, opa_decision_id)
+            captured = self.settings.capture_arguments
+            span.set_attributes(span_attributes(computed, kept_facts if captured else None))
+            spans.finish(span, verdict, engine=self.engine.name, approval_id=approval_id,
+                         cause=cause, failure=failure, opa_decision_id=opa_decision_id,
+                         arguments=redactor.arguments(call.arguments)[0]
+                         if captured and call is not None else None)
         return Decision(verdict, decision_id, approval_id, cause, trace_id, span_id)
 
     async def guard_async(self, tool: str, arguments: object = None,
@@ -419,11 +435,11 @@ class Veto:
         settled = self._approval_service.settle(verdict, call, decision_id)
         return settled.verdict, settled.approval_id, settled.cause or cause
 
-    def _recorded(self, call: ToolCall | None, tool: object, arguments: object,
+    @staticmethod
+    def _recorded(redactor: Redactor, call: ToolCall | None, tool: object, arguments: object,
                   context: object, model: object, call_id: object) -> RecordedCall:
         """What the record keeps of the call: for an unusable call, whatever can be stored,
         and a digest of what cannot."""
-        redactor = self._redactor
         if call is not None:
             recorded, erased = redactor.arguments(call.arguments)
             return RecordedCall(call.tool, recorded, redactor.digest(call.arguments_text),
@@ -436,18 +452,9 @@ class Veto:
             model=_storable_text(model) if isinstance(model, str) else None,
             call_id=_storable_text(call_id) if isinstance(call_id, str) else None)
 
-    def _finish_span(self, span: Span, verdict: Verdict, call: ToolCall | None,
-                     approval_id: str | None, cause: str | None,
-                     failure: BaseException | None, opa_decision_id: str | None) -> None:
-        shown = None
-        if self.settings.capture_arguments and call is not None:
-            shown = self._redactor.arguments(call.arguments)[0]
-        spans.finish(span, verdict, engine=self.engine.name, approval_id=approval_id,
-                     cause=cause, failure=failure, opa_decision_id=opa_decision_id,
-                     arguments=shown)
-
-    def _log_decision(self, decision_id: str, call: ToolCall | None, verdict: Verdict,
-                      trace_id: str | None, span_id: str | None, started: int) -> None:
+    def _log_decision(self, redactor: Redactor, decision_id: str, call: ToolCall | None,
+                      verdict: Verdict, trace_id: str | None, span_id: str | None,
+                      started: int) -> None:
         """Hand the decision to the decision-log shipper (it never blocks nor raises)."""
         assert self.decision_logs is not None
         document = (call.input_document() if call is not None else
@@ -458,7 +465,7 @@ class Veto:
                 decision_id=decision_id, input_text=json.dumps(document, ensure_ascii=False),
                 result=verdict.document(), revision=verdict.policy_revision,
                 trace_id=trace_id, span_id=span_id,
-                latency_ns=time.perf_counter_ns() - started, redact=self._redactor.parsed)
+                latency_ns=time.perf_counter_ns() - started, redact=redactor.parsed)
         except Exception as e:  # noqa: BLE001 - logging a decision never changes it
             log.error("veto-opa could not queue decision %s for the decision log: %s",
                       decision_id, e)

@@ -222,3 +222,39 @@ def test_redaction_an_opa_server_cannot_tell_redacts_every_argument(tmp_path: Pa
     assert d.cause == "engine_unavailable"
     assert sorted(record.erased) == ["args.account", "args.amount", "args.pin"]
     assert "4821" not in json.dumps(record.document())
+
+
+def test_before_a_bundle_service_delivers_every_argument_is_redacted(tmp_path: Path) -> None:
+    # No bundle yet (the service is down, nothing persisted): the call is denied, and its
+    # record must not keep what the bundle to come may say to hide.
+    with Veto(bundle_url="http://127.0.0.1:9/veto.tar.gz", home=tmp_path / "home",
+              spans=False) as veto:
+        d = veto.guard("refund", {"account": "acct-7", "amount": 20, "pin": "4821"}, PROD)
+        record = veto.records.get(d.decision_id)
+    assert d.decision == "deny"
+    assert sorted(record.erased) == ["args.account", "args.amount", "args.pin"]
+    assert "4821" not in json.dumps(record.document())
+
+
+def test_calls_recorded_while_a_new_policy_is_swapped_in_redact_for_both(
+        tmp_path: Path) -> None:
+    # The old policy redacts args.pin, the new one args.token: a call decided on either
+    # while the engine swaps them keeps both out of its record; afterwards only the new
+    # policy's path is redacted.
+    policy = _pin_policy(tmp_path)
+    arguments = {"account": "acct-7", "amount": 20, "pin": "4821", "token": "tok-5"}
+    with Veto([policy], home=tmp_path / "home", spans=False, reload_interval=0) as veto:
+        during: list[str] = []
+        swap = veto.engine.reload
+
+        def reload_deciding_meanwhile(bundle: object) -> None:
+            during.append(veto.guard("refund", arguments, PROD).decision_id)
+            swap(bundle)  # type: ignore[arg-type]
+
+        veto.engine.reload = reload_deciding_meanwhile  # type: ignore[method-assign]
+        policy.write_text(policy.read_text().replace("args.pin", "args.token"))
+        veto.reload()
+        after = veto.guard("refund", arguments, PROD)
+        recorded = veto.records.get(during[0]), veto.records.get(after.decision_id)
+    assert sorted(recorded[0].erased) == ["args.pin", "args.token"]
+    assert recorded[1].erased == ["args.token"] and recorded[1].arguments["pin"] == "4821"
