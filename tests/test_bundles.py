@@ -569,3 +569,10 @@ def test_load_bundle_without_a_key_reads_as_before(signed: Bundle, tmp_path: Pat
 
 _ALLOW_ALL = ('package veto\n\ndecision := {"decision": "allow", "rule": null, "reason": "ok",'
               ' "approvers": [], "matched": [], "errors": [], "policy": {}}\n')
+
+
+def test_veto_reload_says_when_the_bundle_service_could_not_deliver(tmp_path: Path) -> None:
+    with Veto(bundle_url="http://127.0.0.1:9/veto.tar.gz", home=tmp_path / "home",
+              records=False, spans=False) as v:
+        with pytest.raises(BundleError, match="the bundle service kept revision 'none'"):
+            v.reload()

@@ -37,8 +37,8 @@ from veto_opa.call import ToolCall, check_call
 from veto_opa.config import VetoSettings, load_settings
 from veto_opa.decision import Decision, Verdict
 from veto_opa.errors import (
-    ApprovalRequired, ConfigurationError, Denied, EngineError, InvalidToolCall, PolicyError,
-    RecordError, VetoError,
+    ApprovalRequired, BundleError, ConfigurationError, Denied, EngineError, InvalidToolCall,
+    PolicyError, RecordError, VetoError,
 )
 from veto_opa.facts import NONE as NO_FACTS
 from veto_opa.facts import Computed, Facts, span_attributes, spec_from_data
@@ -261,10 +261,16 @@ class Veto:
 
         Raises:
             PolicyError: the files have problems; the policies in use stay in use.
+            BundleError: the bundle (or the bundle service's download) was refused; the
+                bundle in use stays in use.
             VetoError: this Veto has nothing to reload (an OPA server, a custom engine).
         """
         if self.bundle_service is not None and not self._sources:
             self.bundle_service.poll()
+            status = self.bundle_service.status()
+            if status.code is not None:
+                raise BundleError(f"the bundle service kept revision "
+                                  f"{status.active_revision or 'none'!r}: {status.message}")
             return
         if not self._sources and self.settings.bundle is None:
             raise VetoError(f"reload() needs policy files or a bundle; this Veto uses "
