@@ -104,7 +104,13 @@ def finish(span: Span, verdict: Verdict, *, engine: str, approval_id: str | None
                                                                    ensure_ascii=False)
     span.set_attributes(attributes)
     if failure is not None:
-        kind = type(failure)
-        span.set_attribute(ERROR_TYPE, f"{kind.__module__}.{kind.__qualname__}")
-        span.set_status(Status(StatusCode.ERROR, verdict.reason))
+        set_failure(span, failure, verdict.reason)
     span.end()
+
+
+def set_failure(span: Span, failure: BaseException, message: str | None) -> None:
+    """Mark ``span`` failed: ``error.type`` is the exception's qualified class name, the
+    status ERROR with ``message``."""
+    kind = type(failure)
+    span.set_attribute(ERROR_TYPE, f"{kind.__module__}.{kind.__qualname__}")
+    span.set_status(Status(StatusCode.ERROR, message))

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mistralai.client import models
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
+from veto_opa import spans
 from veto_opa.mistral.tools import CallResult, Toolset
 
 if TYPE_CHECKING:
@@ -420,9 +420,7 @@ def _chat_span(tracer: Tracer | None, model: str,
         try:
             yield span
         except Exception as e:
-            kind = type(e)
-            span.set_attribute(ERROR_TYPE, f"{kind.__module__}.{kind.__qualname__}")
-            span.set_status(Status(StatusCode.ERROR, str(e)[:200]))
+            spans.set_failure(span, e, str(e)[:200])
             raise
 
 

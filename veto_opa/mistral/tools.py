@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from mistralai.client import models
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from veto_opa import spans
-from veto_opa.errors import RecordError, VetoError
+from veto_opa._json import loads_json
+from veto_opa.call import check_call
+from veto_opa.errors import InvalidToolCall, RecordError, VetoError
 from veto_opa.mistral import schema as schemas
-from veto_opa._json import canonical_json, loads_json
 
 if TYPE_CHECKING:
     import jsonschema
@@ -452,22 +452,13 @@ class Toolset:
         if tool is None:
             known = ", ".join(self._tools) or "none"
             return _Prepared(None, None, f"unknown tool {call.name!r}; the tools are: {known}")
-        arguments = call.arguments
-        if isinstance(arguments, str):
-            if len(arguments) > self.veto.settings.max_argument_bytes:
-                return _Prepared(tool, None, "arguments are over the size limit")
-            try:
-                arguments = loads_json(arguments) if arguments.strip() else {}
-            except (ValueError, RecursionError) as e:
-                return _Prepared(tool, None, f"arguments are not valid JSON text: {e}")
-        if not isinstance(arguments, dict):
-            return _Prepared(tool, None, "arguments must be a JSON object, found "
-                                         f"{type(arguments).__name__}")
         try:
-            # A private copy of plain JSON values: what was decided is what runs.
-            arguments = loads_json(canonical_json(arguments))
-        except (TypeError, ValueError, RecursionError) as e:
-            return _Prepared(tool, None, f"arguments are not JSON: {e}")
+            checked = check_call(call.name, call.arguments, None,
+                                 max_bytes=self.veto.settings.max_argument_bytes)
+        except InvalidToolCall as e:
+            return _Prepared(tool, None, str(e))
+        # A private copy of plain JSON values: what was decided is what runs.
+        arguments = loads_json(checked.arguments_text)
         problems = schemas.schema_errors(tool.check, arguments)
         if problems:
             return _Prepared(tool, arguments, f"arguments do not match the parameters of "
@@ -630,9 +621,7 @@ def _annotate(span: Span | None, result: CallResult, failure: BaseException | No
         attributes[spans.APPROVAL_ID] = decision.approval_id
     span.set_attributes(attributes)
     if failure is not None:
-        kind = type(failure)
-        span.set_attribute(ERROR_TYPE, f"{kind.__module__}.{kind.__qualname__}")
-        span.set_status(Status(StatusCode.ERROR, result.error))
+        spans.set_failure(span, failure, result.error)
 
 
 def _text(output: Any) -> str:
