@@ -571,3 +571,11 @@ def test_two_processes_racing_for_a_grant_get_exactly_one_allow(
     assert decisions.count("allow") == 1
     assert veto.approvals.get(pending.approval_id).status == "used"
     assert veto.records.verify().ok
+
+
+def test_a_registry_the_agent_can_write_is_warned_about(
+        make_veto: Callable[..., Veto], home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The registry is the trust root: an agent that can write it can add itself.
+    make_veto()
+    assert f"the approvers registry {home / 'approvers.yaml'} can be written by this " \
+           "process" in caplog.text

@@ -17,6 +17,7 @@ make a vote.
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -192,5 +193,11 @@ def open_service(settings: VetoSettings, records: SQLiteRecordStore,
     store = SQLiteApprovalStore(store_path(settings.home), records, ttl=settings.approval_ttl,
                                 grant_ttl=settings.approval_grant_ttl,
                                 rejection_ttl=settings.rejection_ttl)
-    registry = RegistryFile(registry_path(settings.home, settings.approvers))
+    path = registry_path(settings.home, settings.approvers)
+    if os.access(path if path.exists() else path.parent, os.W_OK):
+        log.warning("veto-opa: the approvers registry %s can be %s by this process, so an "
+                    "agent running here could register itself as an approver; set "
+                    "VETO_APPROVERS to a file another user owns (see the README's trust "
+                    "boundary)", path, "written" if path.exists() else "created")
+    registry = RegistryFile(path)
     return ApprovalService(store, registry, key, notifier_from_settings(settings))
