@@ -22,6 +22,9 @@ from typing import Any, cast
 from veto_opa._types import ACTIONS, Action, JSONObject
 from veto_opa.errors import EngineProtocolError
 
+WHOLE_CONTEXT = "*"
+"""A binding of the whole context (``context[...]`` read with a key known only at run time)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -126,7 +129,7 @@ class Verdict:
             policy_name=_optional_string(policy.get("name"), "'policy.name'"),
             policy_revision=_optional_string(policy.get("revision"), "'policy.revision'"),
             # A bundle that does not say what to bind an approval to binds the whole context.
-            binding=_strings(d.get("binding", [_WHOLE_CONTEXT]), "'binding'"),
+            binding=_strings(d.get("binding", [WHOLE_CONTEXT]), "'binding'"),
         )
 
 
@@ -278,8 +281,6 @@ def _error(e: dict[str, Any]) -> RuleError:
                      detail=_string(_field(e, "detail"), "'errors' detail"),
                      policy=_optional_string(e.get("policy"), "'errors' policy"))
 
-
-_WHOLE_CONTEXT = "*"
 
 _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
                int: "a number", float: "a number", type(None): "null"}

@@ -14,14 +14,13 @@ and a plain hash of small arguments (a 4-digit PIN) is reversed by trying them a
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from veto_opa._json import canonical_json, sha256_digest
+from veto_opa._json import canonical_json, keyed_digest, sha256_digest
+from veto_opa.decision import WHOLE_CONTEXT
 
 Status = Literal["pending", "approved", "rejected", "expired", "used"]
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -29,9 +28,6 @@ Verdict = Literal["approved", "rejected"]
 
 ANY = "any"
 """The approver group that stands for any registered approver (``approvers: [any]``)."""
-
-WHOLE_CONTEXT = "*"
-"""A binding of the whole context (``context[...]`` read with a key known only at run time)."""
 
 SUBJECT_KEYS = ("subject", "user", "user_id")
 """Context keys naming the requester; every one present is bound, the first names them."""
@@ -165,9 +161,7 @@ def build_request(*, tool: str, arguments_text: str, context: Mapping[str, Any],
 def arguments_mac(arguments_text: str, key: bytes) -> str:
     """``"hmac-sha256:<hex>"`` of canonical arguments text under ``key`` (domain-separated
     from the record key's other use, redaction digests)."""
-    mac = hmac.new(key, b"veto-opa approval arguments\0" + arguments_text.encode("utf-8"),
-                   hashlib.sha256)
-    return "hmac-sha256:" + mac.hexdigest()
+    return keyed_digest(key, "veto-opa approval arguments\0" + arguments_text)
 
 
 def names_in(value: Any) -> frozenset[str]:

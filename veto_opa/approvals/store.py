@@ -44,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from veto_opa._paths import APPROVALS_FILE, ensure_home, ensure_private_file
 from veto_opa._sqlite import begin_immediate, prepare
 from veto_opa.approvals.model import (
     STATUSES,
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("veto_opa.approvals")
 
-STORE_FILE = "approvals.sqlite3"
 SCHEMA_VERSION = 2
 
 _SCHEMA = """
@@ -101,7 +101,7 @@ GRANT_EXPIRED = "the grant expired"
 
 def store_path(home: str | os.PathLike[str]) -> Path:
     """The approval database under a veto home: ``<home>/approvals.sqlite3``."""
-    return Path(home) / STORE_FILE
+    return Path(home) / APPROVALS_FILE
 
 
 @dataclass(frozen=True)
@@ -178,8 +178,8 @@ class SQLiteApprovalStore:
             raise ApprovalError(f"no approval store at {self.path}")
         conn: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _create_private(self.path)   # SQLite gives its WAL and shm files the same mode
+            ensure_home(self.path.parent)
+            ensure_private_file(self.path)
             conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                    check_same_thread=False)
             prepare(conn, self.path, _SCHEMA, SCHEMA_VERSION, "approval", ApprovalError,
@@ -591,16 +591,6 @@ class SQLiteApprovalStore:
 
     def __repr__(self) -> str:
         return f"SQLiteApprovalStore({str(self.path)!r})"
-
-
-def _create_private(path: Path) -> None:
-    import os
-
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
 
 
 def _check_entries(approval: Approval,
