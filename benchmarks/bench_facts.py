@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from bench_guard import latency
 
 from veto_opa import Veto
 from veto_opa.facts import FactCache, Facts, FactSpec
@@ -44,31 +44,6 @@ def statement(n: int = 0) -> str:
             f"orders o ON o.id = r.id JOIN customers c ON c.id = r.customer_id WHERE "
             f"c.region IN ('eu', 'us', 'apac') AND o.status <> 'void' AND o.batch = {n} AND "
             f"{conditions} ORDER BY o.col_1 DESC LIMIT 500")
-
-
-def latency(fns: dict[str, Callable[[], object]], seconds: float,
-            chunk: int = 50) -> dict[str, tuple[float, float, float]]:
-    """p50, p99 and process CPU per call (µs) of each function, taking turns in chunks."""
-    for fn in fns.values():
-        for _ in range(50):
-            fn()
-    samples: dict[str, list[int]] = {name: [] for name in fns}
-    cpu = dict.fromkeys(fns, 0)
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for name, fn in fns.items():
-            started = time.process_time_ns()
-            for _ in range(chunk):
-                t = time.perf_counter_ns()
-                fn()
-                samples[name].append(time.perf_counter_ns() - t)
-            cpu[name] += time.process_time_ns() - started
-    out = {}
-    for name, xs in samples.items():
-        xs.sort()
-        out[name] = (statistics.median(xs) / 1e3, xs[int(len(xs) * 0.99)] / 1e3,
-                     cpu[name] / len(xs) / 1e3)
-    return out
 
 
 def main() -> int:
@@ -93,7 +68,7 @@ def main() -> int:
         "compute, cached": lambda: facts.compute("execute_sql", call),
         "compute, parsed": lambda: uncached.compute("execute_sql", call),
     }
-    results = latency(fns, args.seconds)
+    results = latency(fns, args.seconds, chunk=50)
     base = results["facts off"][0]
     print(f"statement: {len(text)} characters; sqlglot with its compiled extension; "
           f"{args.seconds:g} s interleaved")
