@@ -169,12 +169,7 @@ def why_not_reject(identity: Identity, approval: Approval) -> str | None:
 def why_not(identity: Identity, approval: Approval) -> str | None:
     """Why ``identity`` cannot approve ``approval`` now, or None: what the store would refuse,
     for showing it before anyone tries (the store checks again)."""
-    if approval.status != "pending":
-        return f"it is {approval.status}"
-    if identity.requested(approval.request):
-        return "you requested this call: separation of duties"
-    if identity.name in {v.approver for v in approval.votes}:
-        return "you have already voted on it"
-    if not any(r.admits(identity.groups) for r, _ in approval.missing()):
+    refused = why_not_reject(identity, approval)
+    if refused is None and not any(r.admits(identity.groups) for r, _ in approval.missing()):
         return "none of your groups can give what it still needs"
-    return None
+    return refused
